@@ -1,0 +1,3 @@
+-- Reverses 002.
+ALTER TABLE graph.nodes DROP COLUMN properties;
+ALTER TABLE graph.nodes DROP COLUMN slug;

@@ -1,0 +1,2 @@
+-- Reverses 003.
+DROP FUNCTION graph.neighbors(bigint);

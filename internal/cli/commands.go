@@ -1,0 +1,448 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/savvi-studio/dbinit/internal/config"
+	"github.com/savvi-studio/dbinit/internal/dbconn"
+	"github.com/savvi-studio/dbinit/migrate"
+)
+
+var commands = map[string]command{
+	"init":     cmdInit,
+	"wait":     cmdWait,
+	"up":       cmdUp,
+	"down":     cmdDown,
+	"status":   cmdStatus,
+	"plan":     cmdPlan,
+	"clone":    cmdClone,
+	"new":      cmdNew,
+	"baseline": cmdBaseline,
+	"accept":   cmdAccept,
+}
+
+func noArgs(name string, args []string) error {
+	if len(args) > 0 {
+		return &usageError{fmt.Sprintf("dbinit %s takes no arguments, got %q", name, args)}
+	}
+	return nil
+}
+
+func cmdWait(fs *flag.FlagSet) func(context.Context, *run, []string) error {
+	return func(ctx context.Context, r *run, args []string) error {
+		if err := noArgs("wait", args); err != nil {
+			return err
+		}
+		conn, err := r.connectMaintenance(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		r.log.Info("server is accepting connections", "target", dbconn.Target(conn.Config()))
+		return nil
+	}
+}
+
+func cmdUp(fs *flag.FlagSet) func(context.Context, *run, []string) error {
+	to := fs.Int64("to", 0, "apply up to and including this version")
+	return func(ctx context.Context, r *run, args []string) error {
+		if err := noArgs("up", args); err != nil {
+			return err
+		}
+		s, err := r.session(ctx, true)
+		if err != nil {
+			return err
+		}
+		defer s.close(ctx)
+		res, err := s.migrator.Up(ctx, s.target, *to)
+		r.summary("up", res)
+		return err
+	}
+}
+
+func cmdDown(fs *flag.FlagSet) func(context.Context, *run, []string) error {
+	to := fs.Int64("to", -1, "revert every version above this one (0 = all)")
+	steps := fs.Int("steps", 0, "revert this many of the most recent versions")
+	return func(ctx context.Context, r *run, args []string) error {
+		if err := noArgs("down", args); err != nil {
+			return err
+		}
+		if (*to >= 0) == (*steps > 0) {
+			return &usageError{"dbinit down needs exactly one of --to N or --steps K (K > 0)"}
+		}
+		s, err := r.session(ctx, false)
+		if err != nil {
+			return err
+		}
+		defer s.close(ctx)
+		opts := migrate.DownOptions{Steps: *steps}
+		if *to >= 0 {
+			opts.To = *to
+		}
+		res, err := s.migrator.Down(ctx, s.target, opts)
+		r.summary("down", res)
+		return err
+	}
+}
+
+func cmdStatus(fs *flag.FlagSet) func(context.Context, *run, []string) error {
+	asJSON := fs.Bool("json", false, "print JSON")
+	return func(ctx context.Context, r *run, args []string) error {
+		if err := noArgs("status", args); err != nil {
+			return err
+		}
+		set, err := migrate.LoadDir(r.cfg.Dir)
+		if err != nil {
+			return err
+		}
+		applied, exists, err := r.readHistory(ctx)
+		if err != nil {
+			return err
+		}
+		entries := migrate.Status(set, applied)
+		if *asJSON {
+			enc := json.NewEncoder(r.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(struct {
+				Database string                `json:"database"`
+				Exists   bool                  `json:"exists"`
+				Dir      string                `json:"dir"`
+				Latest   int64                 `json:"latest"`
+				Entries  []migrate.StatusEntry `json:"migrations"`
+			}{r.cfg.Database, exists, r.cfg.Dir, set.Latest(), nonNil(entries)})
+		}
+		if !exists {
+			fmt.Fprintf(r.stdout, "database %s does not exist yet\n", r.cfg.Database)
+		}
+		tw := tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tSTATE\tFILE\tAPPLIED AT\tNOTE")
+		for _, e := range entries {
+			at := ""
+			if e.AppliedAt != nil {
+				at = e.AppliedAt.UTC().Format("2006-01-02 15:04:05Z")
+			}
+			file := e.File
+			if file == "" {
+				file = e.Name + " (no file)"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.Version, e.State, file, at, note(e))
+		}
+		return tw.Flush()
+	}
+}
+
+func note(e migrate.StatusEntry) string {
+	var n []string
+	if e.State == migrate.StatePartial {
+		n = append(n, fmt.Sprintf("%d of %d statements ran", e.StatementsDone, e.Statements))
+	}
+	if e.OutOfOrder {
+		n = append(n, "below the highest applied version")
+	}
+	if e.State == migrate.StateChanged {
+		n = append(n, "checksum differs; restore the file or `dbinit accept "+strconv.FormatInt(e.Version, 10)+"`")
+	}
+	if e.NoTransaction {
+		n = append(n, "no-transaction")
+	}
+	return strings.Join(n, "; ")
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func cmdPlan(fs *flag.FlagSet) func(context.Context, *run, []string) error {
+	to := fs.Int64("to", 0, "plan up to and including this version")
+	return func(ctx context.Context, r *run, args []string) error {
+		if err := noArgs("plan", args); err != nil {
+			return err
+		}
+		set, err := migrate.LoadDir(r.cfg.Dir)
+		if err != nil {
+			return err
+		}
+		applied, exists, err := r.readHistory(ctx)
+		if err != nil {
+			return err
+		}
+		plan, err := migrate.PlanUp(set, applied, migrate.UpOptions{To: *to, AllowOutOfOrder: r.cfg.AllowOutOfOrder})
+		if err != nil {
+			return err
+		}
+		for _, w := range plan.Warnings {
+			fmt.Fprintln(r.stdout, "warning:", w)
+		}
+		if !exists {
+			fmt.Fprintf(r.stdout, "database %s does not exist; up creates it\n", r.cfg.Database)
+		}
+		if len(plan.Steps) == 0 {
+			fmt.Fprintf(r.stdout, "%s is up to date; nothing to apply\n", r.cfg.Database)
+			return nil
+		}
+		fmt.Fprintf(r.stdout, "up would apply %d file(s) to %s:\n", len(plan.Steps), r.cfg.Database)
+		for _, st := range plan.Steps {
+			mode := "transaction"
+			if st.Script.NoTransaction {
+				mode = "no-transaction"
+			}
+			extra := ""
+			if st.ResumeAt > 0 {
+				extra = fmt.Sprintf(", resuming at statement %d", st.ResumeAt+1)
+			}
+			fmt.Fprintf(r.stdout, "  %s  (%d statements, %s%s)\n", st.Script.Path, len(st.Script.Statements), mode, extra)
+		}
+		return nil
+	}
+}
+
+func cmdBaseline(fs *flag.FlagSet) func(context.Context, *run, []string) error {
+	v := fs.Int64("version", 0, "record every file up to this version as applied")
+	return func(ctx context.Context, r *run, args []string) error {
+		if err := noArgs("baseline", args); err != nil {
+			return err
+		}
+		if *v <= 0 {
+			return &usageError{"dbinit baseline needs --version N (N > 0)"}
+		}
+		s, err := r.session(ctx, false)
+		if err != nil {
+			return err
+		}
+		defer s.close(ctx)
+		res, err := s.migrator.Baseline(ctx, s.target, *v)
+		r.summary("baseline", res)
+		return err
+	}
+}
+
+func cmdAccept(fs *flag.FlagSet) func(context.Context, *run, []string) error {
+	return func(ctx context.Context, r *run, args []string) error {
+		if len(args) != 1 {
+			return &usageError{"dbinit accept needs exactly one VERSION"}
+		}
+		v, err := strconv.ParseInt(args[0], 10, 64)
+		if err != nil || v <= 0 {
+			return &usageError{fmt.Sprintf("dbinit accept: %q is not a version number", args[0])}
+		}
+		s, err := r.session(ctx, false)
+		if err != nil {
+			return err
+		}
+		defer s.close(ctx)
+		return s.migrator.Accept(ctx, s.target, v)
+	}
+}
+
+var newNameRE = regexp.MustCompile(`[^a-z0-9_]+`)
+
+func cmdNew(fs *flag.FlagSet) func(context.Context, *run, []string) error {
+	return func(ctx context.Context, r *run, args []string) error {
+		if len(args) != 1 {
+			return &usageError{"dbinit new needs exactly one NAME, e.g. dbinit new add_users"}
+		}
+		name := strings.Trim(newNameRE.ReplaceAllString(strings.ToLower(args[0]), "_"), "_")
+		if name == "" {
+			return &usageError{fmt.Sprintf("dbinit new: %q has no letters or digits to make a file name from", args[0])}
+		}
+		if strings.HasSuffix(name, "_down") {
+			return &usageError{"dbinit new: a name may not end in _down; the down file is made for you"}
+		}
+		up, down, err := scaffold(r.cfg.Dir, name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(r.stdout, up)
+		fmt.Fprintln(r.stdout, down)
+		return nil
+	}
+}
+
+// scaffold writes the next-numbered pair of files, keeping the folder's
+// zero-padding (at least three digits).
+func scaffold(dir, name string) (string, string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", "", &config.Error{Msg: fmt.Sprintf("migrations folder %s: %v", dir, err)}
+	}
+	var next int64 = 1
+	width := 3
+	num := regexp.MustCompile(`^([0-9]+)_`)
+	for _, e := range entries {
+		m := num.FindStringSubmatch(e.Name())
+		if m == nil || !strings.HasSuffix(e.Name(), ".sql") {
+			continue
+		}
+		v, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		next = max(next, v+1)
+		width = max(width, len(m[1]))
+	}
+	base := fmt.Sprintf("%0*d_%s", width, next, name)
+	up := filepath.Join(dir, base+".sql")
+	down := filepath.Join(dir, base+"_down.sql")
+	upText := fmt.Sprintf("-- %s: %s\n-- Runs in one transaction with its history row. For CREATE INDEX CONCURRENTLY and the like,\n-- put %q on the first line instead.\n\n", base, strings.ReplaceAll(name, "_", " "), migrate.DirectiveNoTransaction)
+	downText := fmt.Sprintf("-- %s: reverses %s.sql\n\n", base+"_down", base)
+	for _, f := range []struct{ path, text string }{{up, upText}, {down, downText}} {
+		file, err := os.OpenFile(f.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return "", "", &config.Error{Msg: fmt.Sprintf("new: %v", err)}
+		}
+		_, werr := file.WriteString(f.text)
+		if cerr := file.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return "", "", fmt.Errorf("new: write %s: %w", f.path, werr)
+		}
+	}
+	return up, down, nil
+}
+
+// summary logs what a run did.
+func (r *run) summary(what string, res *migrate.Result) {
+	if res == nil {
+		return
+	}
+	if res.Success {
+		r.log.Info(what+" done", "database", res.Database, "files", len(res.FilesExecuted), "duration_ms", res.Duration.Milliseconds())
+		return
+	}
+	r.log.Error(what+" failed", "database", res.Database, "files", len(res.FilesExecuted), "duration_ms", res.Duration.Milliseconds())
+}
+
+// session is what the commands that change a working database share: the
+// loaded folder, a maintenance connection holding the lock, and a connection
+// to the working database.
+type session struct {
+	maint, target *pgx.Conn
+	migrator      *migrate.Migrator
+}
+
+func (s *session) close(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	if s.target != nil {
+		s.target.Close(ctx)
+	}
+	if s.maint != nil {
+		s.maint.Close(ctx)
+	}
+}
+
+// session loads the folder first (a bad folder never touches a database),
+// then connects. create makes the working database, empty, when it is absent.
+func (r *run) session(ctx context.Context, create bool) (*session, error) {
+	set, err := migrate.LoadDir(r.cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{}
+	s.maint, err = r.connectMaintenance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lock := &migrate.AdvisoryLock{Conn: s.maint, Key: migrate.DefaultLockKey, Timeout: r.cfg.LockTimeout, Logger: r.log}
+	s.migrator = migrate.New(set, migrate.Options{Logger: r.log, Locker: lock, AllowOutOfOrder: r.cfg.AllowOutOfOrder,
+		Version: version()})
+	if create {
+		if err := r.createIfMissing(ctx, s.maint, lock, r.cfg.Database); err != nil {
+			s.close(ctx)
+			return nil, err
+		}
+	}
+	s.target, err = dbconn.Connect(ctx, dbconn.ForDatabase(s.maint.Config(), r.cfg.Database), dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
+	if err != nil {
+		s.close(ctx)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (r *run) connectMaintenance(ctx context.Context) (*pgx.Conn, error) {
+	cc, err := r.cfg.ConnConfig()
+	if err != nil {
+		return nil, err
+	}
+	return dbconn.Connect(ctx, cc, dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
+}
+
+// acceptInitServer is set by the postgres image's entrypoint, where dbinit
+// runs against the temporary first-start server on purpose.
+func (r *run) acceptInitServer() bool {
+	v := strings.ToLower(r.environ["DBINIT_ENTRYPOINT_MODE"])
+	return v == "true" || v == "1"
+}
+
+// createIfMissing creates an empty database under the lock.
+func (r *run) createIfMissing(ctx context.Context, maint *pgx.Conn, lock migrate.Locker, name string) error {
+	exists, err := databaseExists(ctx, maint, name)
+	if err != nil || exists {
+		return err
+	}
+	unlock, err := lock.Lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = unlock(context.WithoutCancel(ctx)) }()
+	if exists, err = databaseExists(ctx, maint, name); err != nil || exists {
+		return err
+	}
+	if _, err := maint.Exec(ctx, "CREATE DATABASE "+dbconn.Ident(name)+ownerClause(r.cfg.Owner)); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	r.log.Info("created empty database", "database", name)
+	return nil
+}
+
+func ownerClause(owner string) string {
+	if owner == "" {
+		return ""
+	}
+	return " OWNER " + dbconn.Ident(owner)
+}
+
+func databaseExists(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
+	var exists bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists)
+	if err != nil {
+		return false, fmt.Errorf("look up database %s: %w", name, err)
+	}
+	return exists, nil
+}
+
+// readHistory reads the working database's history for status and plan,
+// which change nothing: a database that does not exist has no history.
+func (r *run) readHistory(ctx context.Context) ([]migrate.Applied, bool, error) {
+	cc, err := r.cfg.ConnConfig()
+	if err != nil {
+		return nil, false, err
+	}
+	conn, err := dbconn.Connect(ctx, dbconn.ForDatabase(cc, r.cfg.Database), dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
+	var noDB *dbconn.NoDatabaseError
+	if errors.As(err, &noDB) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	applied, err := migrate.ReadHistory(ctx, conn)
+	return applied, true, err
+}

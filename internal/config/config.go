@@ -1,0 +1,276 @@
+// Package config reads dbinit's configuration from an environment map.
+//
+// The environment is passed in as a map (not read from the process) so that
+// tests can give each case its own. Command-line flags are applied on top by
+// the caller. Variable names are part of the outside contract
+// (shared/CONTRACT.md) and must not change.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Config is dbinit's configuration. Every field can be set from the
+// environment; the defaults are those of the contract.
+type Config struct {
+	DatabaseURL     string        `env:"DATABASE_URL"`      // "postgres://dbinit@db:5432/postgres"; its database is the maintenance database
+	DatabaseURLFile string        `env:"DATABASE_URL_FILE"` // "/run/secrets/database_url"
+	PasswordFile    string        `env:"PGPASSWORD_FILE"`   // "/run/secrets/pgpassword"; used with the libpq variables
+	Dir             string        `env:"DBINIT_DIR" envDefault:"./db"`
+	Database        string        `env:"DBINIT_DATABASE" envDefault:"savvi_studio"`
+	Template        string        `env:"DBINIT_TEMPLATE" envDefault:"savvi_studio_template"`
+	WaitTimeout     time.Duration `env:"DBINIT_WAIT_TIMEOUT" envDefault:"60s"`
+	LockTimeout     time.Duration `env:"DBINIT_LOCK_TIMEOUT" envDefault:"5m"`
+	LogFormat       string        `env:"DBINIT_LOG_FORMAT" envDefault:"text"` // "text" or "json"
+	LogLevel        string        `env:"DBINIT_LOG_LEVEL" envDefault:"info"`  // "debug", "info", "warn", "error"
+	Reset           bool          `env:"DBINIT_RESET"`                        // drop and re-clone the working database (development only)
+	AllowOutOfOrder bool          `env:"DBINIT_ALLOW_OUT_OF_ORDER"`           // apply a new file below the highest applied version
+	Owner           string        `env:"DBINIT_OWNER"`                        // owner of the working database when it is created, "app"
+	CloneStrategy   string        `env:"DBINIT_CLONE_STRATEGY"`               // "wal_log" or "file_copy" (PostgreSQL 15+); "" = server default
+
+	// env is the environment the configuration was read from; the libpq
+	// variables are taken from it when DatabaseURL is unset.
+	env map[string]string
+}
+
+// Error is a configuration error (exit code 2).
+type Error struct{ Msg string }
+
+func (e *Error) Error() string { return e.Msg }
+
+func errorf(format string, args ...any) error { return &Error{Msg: fmt.Sprintf(format, args...)} }
+
+// Environ turns os.Environ-style "KEY=value" pairs into a map.
+func Environ(pairs []string) map[string]string {
+	m := make(map[string]string, len(pairs))
+	for _, kv := range pairs {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// Load reads the configuration from environ. It reads the *_FILE secrets and
+// checks the values, so a nil error means the configuration is usable.
+func Load(environ map[string]string) (*Config, error) {
+	for _, name := range []string{"DATABASE_URL", "PGPASSWORD"} {
+		if environ[name] != "" && environ[name+"_FILE"] != "" {
+			return nil, errorf("both %s and %s_FILE are set; set only one", name, name)
+		}
+	}
+	cfg := &Config{env: environ}
+	if err := env.ParseWithOptions(cfg, env.Options{Environment: environ}); err != nil {
+		return nil, errorf("configuration: %s", unwrapEnvError(err))
+	}
+	if cfg.DatabaseURLFile != "" {
+		s, err := readSecret(cfg.DatabaseURLFile)
+		if err != nil {
+			return nil, errorf("DATABASE_URL_FILE: %v", err)
+		}
+		cfg.DatabaseURL = s
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate checks values that flags may also have set.
+func (c *Config) Validate() error {
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return errorf("DBINIT_LOG_FORMAT must be text or json, not %q", c.LogFormat)
+	}
+	switch strings.ToLower(c.CloneStrategy) {
+	case "", "wal_log", "file_copy":
+	default:
+		return errorf("DBINIT_CLONE_STRATEGY must be wal_log or file_copy, not %q", c.CloneStrategy)
+	}
+	if c.WaitTimeout <= 0 {
+		return errorf("DBINIT_WAIT_TIMEOUT must be positive, not %s", c.WaitTimeout)
+	}
+	if c.LockTimeout <= 0 {
+		return errorf("DBINIT_LOCK_TIMEOUT must be positive, not %s", c.LockTimeout)
+	}
+	for _, n := range []struct{ what, name string }{{"DBINIT_DATABASE", c.Database}, {"DBINIT_TEMPLATE", c.Template}} {
+		if err := CheckName(n.name); err != nil {
+			return errorf("%s: %v", n.what, err)
+		}
+	}
+	if c.Database == c.Template {
+		return errorf("DBINIT_DATABASE and DBINIT_TEMPLATE must differ (both are %q)", c.Database)
+	}
+	if c.Owner != "" && len(c.Owner) > 63 {
+		return errorf("DBINIT_OWNER: name %q is longer than 63 bytes", c.Owner)
+	}
+	return nil
+}
+
+// CheckName rejects database names PostgreSQL would truncate or refuse.
+// Names are always quoted as identifiers, so any other character is allowed.
+func CheckName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("database name is empty")
+	case len(name) > 63:
+		return fmt.Errorf("database name %q is %d bytes; PostgreSQL allows 63 and would truncate it", name, len(name))
+	case strings.ContainsRune(name, 0):
+		return fmt.Errorf("database name %q contains a NUL byte", name)
+	}
+	return nil
+}
+
+// libpqVars maps libpq environment variables to connection-string keywords.
+var libpqVars = map[string]string{
+	"PGHOST":               "host",
+	"PGHOSTADDR":           "hostaddr",
+	"PGPORT":               "port",
+	"PGUSER":               "user",
+	"PGPASSWORD":           "password",
+	"PGDATABASE":           "dbname",
+	"PGSSLMODE":            "sslmode",
+	"PGSSLROOTCERT":        "sslrootcert",
+	"PGSSLCERT":            "sslcert",
+	"PGSSLKEY":             "sslkey",
+	"PGSSLPASSWORD":        "sslpassword",
+	"PGSSLSNI":             "sslsni",
+	"PGCONNECT_TIMEOUT":    "connect_timeout",
+	"PGAPPNAME":            "application_name",
+	"PGTARGETSESSIONATTRS": "target_session_attrs",
+	"PGSERVICE":            "service",
+	"PGSERVICEFILE":        "servicefile",
+	"PGPASSFILE":           "passfile",
+	"PGOPTIONS":            "options",
+}
+
+// ConnConfig returns the connection configuration for the maintenance
+// database. Errors never contain the password or the raw URL.
+func (c *Config) ConnConfig() (*pgx.ConnConfig, error) {
+	connString := c.DatabaseURL
+	source := "DATABASE_URL"
+	if connString == "" {
+		source = "PG* variables"
+		kv, err := c.libpqConnString()
+		if err != nil {
+			return nil, err
+		}
+		connString = kv
+	}
+	cc, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return nil, errorf("%s: invalid connection settings: %s", source, parseErrorReason(err))
+	}
+	if cc.Database == "" {
+		cc.Database = "postgres"
+	}
+	if _, ok := cc.RuntimeParams["application_name"]; !ok {
+		cc.RuntimeParams["application_name"] = "dbinit"
+	}
+	return cc, nil
+}
+
+func (c *Config) libpqConnString() (string, error) {
+	keys := make([]string, 0, len(libpqVars))
+	for k := range libpqVars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		v := c.env[k]
+		if k == "PGPASSWORD" && c.PasswordFile != "" {
+			s, err := readSecret(c.PasswordFile)
+			if err != nil {
+				return "", errorf("PGPASSWORD_FILE: %v", err)
+			}
+			v = s
+		}
+		if v == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "%s=%s ", libpqVars[k], quoteValue(v))
+	}
+	if c.env["PGDATABASE"] == "" {
+		b.WriteString("dbname=postgres")
+	}
+	return strings.TrimSpace(b.String()), nil
+}
+
+// Secrets returns the strings that must never be printed: the password and
+// the raw connection URL.
+func (c *Config) Secrets() []string {
+	var s []string
+	if c.DatabaseURL != "" {
+		s = append(s, c.DatabaseURL)
+		if u, err := url.Parse(c.DatabaseURL); err == nil && u.User != nil {
+			if p, ok := u.User.Password(); ok {
+				s = append(s, p, url.QueryEscape(p), url.PathEscape(p))
+			}
+		}
+	}
+	if p := c.env["PGPASSWORD"]; p != "" {
+		s = append(s, p)
+	}
+	if c.PasswordFile != "" {
+		if p, err := readSecret(c.PasswordFile); err == nil && p != "" {
+			s = append(s, p)
+		}
+	}
+	return s
+}
+
+// readSecret reads a Docker/Kubernetes secret file; one trailing newline is
+// dropped, as editors and `echo` add it.
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSuffix(string(b), "\n")
+	s = strings.TrimSuffix(s, "\r")
+	return s, nil
+}
+
+func quoteValue(v string) string {
+	v = strings.ReplaceAll(v, `\`, `\\`)
+	v = strings.ReplaceAll(v, `'`, `\'`)
+	return "'" + v + "'"
+}
+
+// parseErrorReason extracts why pgx refused a connection string without
+// repeating the string itself: pgx's message and url.Error both embed it.
+func parseErrorReason(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		if inner := errors.Unwrap(pe); inner != nil {
+			return inner.Error()
+		}
+		return "cannot parse it"
+	}
+	return "cannot parse it"
+}
+
+func unwrapEnvError(err error) string {
+	var agg env.AggregateError
+	if errors.As(err, &agg) {
+		msgs := make([]string, 0, len(agg.Errors))
+		for _, e := range agg.Errors {
+			msgs = append(msgs, e.Error())
+		}
+		return strings.Join(msgs, "; ")
+	}
+	return err.Error()
+}

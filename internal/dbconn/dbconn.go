@@ -1,0 +1,206 @@
+// Package dbconn connects to PostgreSQL the way an init container must: it
+// waits for a server that is still starting, tells a server that will never
+// let it in from one that is not up yet, and never prints a password.
+package dbconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+)
+
+// WaitError says the server did not accept connections in time. Exit code 3.
+type WaitError struct {
+	Waited time.Duration
+	Target string // "127.0.0.1:5432/postgres"
+	Last   error  // the last reason it was not ready
+}
+
+func (e *WaitError) Error() string {
+	return fmt.Sprintf("server %s not ready after %s (DBINIT_WAIT_TIMEOUT): %v", e.Target, e.Waited.Round(time.Millisecond), e.Last)
+}
+
+func (e *WaitError) Unwrap() error { return e.Last }
+
+// NoDatabaseError says the database to connect to does not exist. Exit code 2
+// for the maintenance database (a configuration error).
+type NoDatabaseError struct {
+	Name string
+	Err  error
+}
+
+func (e *NoDatabaseError) Error() string {
+	return fmt.Sprintf("database %q does not exist on the server (check DATABASE_URL / PGDATABASE)", e.Name)
+}
+
+func (e *NoDatabaseError) Unwrap() error { return e.Err }
+
+// Options control Connect.
+type Options struct {
+	Timeout  time.Duration // overall deadline for the server to accept us, 60s
+	Logger   *slog.Logger  // progress while waiting; nil = silent
+	LogEvery time.Duration // how often to say we are still waiting; 0 = 5s
+	// AcceptInitServer accepts a server that listens on no TCP address: the
+	// temporary server the postgres image runs during its first start.
+	// Normally that server is about to go away, so it counts as not ready;
+	// dbinit running inside that first start (entrypoint mode) wants it.
+	AcceptInitServer bool
+}
+
+// Connect connects to cc, retrying while the server is starting up, until
+// opts.Timeout. Authentication failures and a missing database fail at once.
+func Connect(ctx context.Context, cc *pgx.ConnConfig, opts Options) (*pgx.Conn, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 60 * time.Second
+	}
+	if opts.LogEvery <= 0 {
+		opts.LogEvery = 5 * time.Second
+	}
+	cc = cc.Copy()
+	// On cancellation (SIGTERM), ask the server to cancel the running
+	// statement so its transaction rolls back and its locks go now; pgx's
+	// default only closes the socket, and a busy backend would not notice
+	// until its statement ends.
+	cc.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 2 * time.Second}
+	}
+	log := opts.Logger
+	start := time.Now()
+	deadline := start.Add(opts.Timeout)
+	lastLog := start
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		// One attempt may not outlast the deadline.
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		conn, err := connectOnce(actx, cc, opts.AcceptInitServer)
+		cancel()
+		if err == nil {
+			if attempt > 1 && log != nil {
+				log.Info("server is ready", "target", Target(cc), "waited_ms", time.Since(start).Milliseconds())
+			}
+			return conn, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !Retryable(err) {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "3D000" {
+				return nil, &NoDatabaseError{Name: cc.Database, Err: err}
+			}
+			return nil, fmt.Errorf("connect to %s: %w", Target(cc), err)
+		}
+		now := time.Now()
+		if !now.Before(deadline) {
+			return nil, &WaitError{Waited: now.Sub(start), Target: Target(cc), Last: err}
+		}
+		if log != nil && (attempt == 1 || now.Sub(lastLog) >= opts.LogEvery) {
+			log.Info("waiting for the server", "target", Target(cc), "reason", Reason(err), "waited_ms", now.Sub(start).Milliseconds())
+			lastLog = now
+		}
+		sleep := min(backoff+rand.N(backoff/4+1), time.Until(deadline))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(sleep):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// errInitServer marks a server that listens on no TCP address.
+var errInitServer = errors.New("the server listens on no TCP address: the postgres image's temporary first-start server, about to restart")
+
+func connectOnce(ctx context.Context, cc *pgx.ConnConfig, acceptInit bool) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, err
+	}
+	if acceptInit {
+		return conn, nil
+	}
+	var listen string
+	if err := conn.QueryRow(ctx, `SELECT current_setting('listen_addresses')`).Scan(&listen); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if listen == "" {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, errInitServer
+	}
+	return conn, nil
+}
+
+// Retryable says whether a connection error may go away by waiting: the
+// server is not up yet, starting, shutting down for its restart, or full.
+// Authentication, a missing database and other server refusals are final.
+func Retryable(err error) bool {
+	if errors.Is(err, errInitServer) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P03", // cannot_connect_now: starting up or shutting down
+			"53300", // too_many_connections
+			"57P01", // admin_shutdown: the first-start server going away
+			"57P02": // crash_shutdown
+			return true
+		}
+		return pgErr.Code[:2] == "08" // connection exceptions
+	}
+	// Anything below the protocol (refused, reset, DNS not yet resolvable,
+	// EOF while the server is going down) may go away.
+	return true
+}
+
+// Reason is a short, password-free description of a connection error.
+func Reason(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code + " " + pgErr.Message
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		if inner := errors.Unwrap(ce); inner != nil {
+			return inner.Error()
+		}
+	}
+	return err.Error()
+}
+
+// Target names a server and database without credentials, "db:5432/postgres".
+func Target(cc *pgx.ConnConfig) string {
+	return fmt.Sprintf("%s:%d/%s", cc.Host, cc.Port, cc.Database)
+}
+
+// ForDatabase returns a copy of cc that connects to database name.
+func ForDatabase(cc *pgx.ConnConfig, name string) *pgx.ConnConfig {
+	c := cc.Copy()
+	c.Database = name
+	return c
+}
+
+// Ident quotes a name as an SQL identifier.
+func Ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// Literal quotes a string as an SQL literal, for the few statements
+// (COMMENT ON) that take no parameters.
+func Literal(s string) string {
+	out := make([]byte, 0, len(s)+2)
+	out = append(out, '\'')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}

@@ -1,0 +1,405 @@
+package migrate_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/savvi-studio/dbinit/internal/testdb"
+	"github.com/savvi-studio/dbinit/migrate"
+)
+
+func load(t *testing.T, files map[string]string) *migrate.Set {
+	t.Helper()
+	m := fstest.MapFS{}
+	for name, text := range files {
+		m[name] = &fstest.MapFile{Data: []byte(text)}
+	}
+	set, err := migrate.Load(m, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// newMigrator uses the default lock, on the migrated connection: advisory
+// locks belong to one database, so parallel tests never wait for each other.
+func newMigrator(t *testing.T, set *migrate.Set) *migrate.Migrator {
+	return migrate.New(set, migrate.Options{LockTimeout: 30 * time.Second, Version: "test", Runner: t.Name()})
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+func scalar[T any](t *testing.T, conn *pgx.Conn, sql string, args ...any) T {
+	t.Helper()
+	var v T
+	if err := conn.QueryRow(context.Background(), sql, args...).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return v
+}
+
+func TestUpExampleFolder(t *testing.T) {
+	t.Parallel()
+	set, err := migrate.LoadDir("../db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := testdb.Conn(t, testdb.New(t))
+	m := newMigrator(t, set)
+	res, err := m.Up(ctx(t), conn, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Success || len(res.FilesExecuted) != len(set.Migrations) || len(res.Errors) != 0 {
+		t.Fatalf("result = %+v", res)
+	}
+	if got := scalar[int64](t, conn, `SELECT count(*) FROM dbinit.schema_migrations WHERE state = 'applied'`); got != int64(len(set.Migrations)) {
+		t.Fatalf("history rows = %d", got)
+	}
+	// The schema works: the function of 004 walks two levels.
+	_, err = conn.Exec(context.Background(), `
+INSERT INTO graph.nodes (kind, name, slug) VALUES ('person', 'Ada', 'ada'), ('project', 'Engine', 'engine'), ('document', 'Notes', 'notes');
+INSERT INTO graph.edges (source_id, target_id, kind) VALUES (1, 2, 'works_on'), (2, 3, 'cites');`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := scalar[int64](t, conn, `SELECT count(*) FROM graph.neighbors(1, 2)`); n != 2 {
+		t.Fatalf("neighbors(1, 2) = %d rows, want 2", n)
+	}
+
+	// A second run has nothing to do.
+	res, err = m.Up(ctx(t), conn, 0)
+	if err != nil || len(res.FilesExecuted) != 0 || !res.Success {
+		t.Fatalf("second run: %v %+v", err, res)
+	}
+
+	// Every down file really reverses its up file: down to zero leaves no trace.
+	if _, err := m.Down(ctx(t), conn, migrate.DownOptions{To: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if n := scalar[int64](t, conn, `SELECT count(*) FROM pg_namespace WHERE nspname = 'graph'`); n != 0 {
+		t.Fatal("schema graph survived down to 0")
+	}
+	if n := scalar[int64](t, conn, `SELECT count(*) FROM dbinit.schema_migrations`); n != 0 {
+		t.Fatalf("%d history rows left after down to 0", n)
+	}
+}
+
+func TestUpNothingPendingTakesNoLock(t *testing.T) {
+	t.Parallel()
+	set := load(t, map[string]string{"001_a.sql": "CREATE TABLE a (id int);"})
+	cc := testdb.New(t)
+	conn := testdb.Conn(t, cc)
+	key := migrate.LockKey(t.Name())
+	opts := migrate.Options{Locker: &migrate.AdvisoryLock{Conn: conn, Key: key, Timeout: time.Second}}
+	if _, err := migrate.New(set, opts).Up(ctx(t), conn, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Another session holds the lock; a run with nothing to do must not wait for it.
+	holder := testdb.Conn(t, cc)
+	if _, err := holder.Exec(context.Background(), `SELECT pg_advisory_lock($1)`, key); err != nil {
+		t.Fatal(err)
+	}
+	opts.Locker = &migrate.AdvisoryLock{Conn: conn, Key: key, Timeout: 200 * time.Millisecond}
+	if _, err := migrate.New(set, opts).Up(ctx(t), conn, 0); err != nil {
+		t.Fatalf("no-op run waited for the lock: %v", err)
+	}
+	// With work to do it waits, then gives up with a LockTimeoutError naming the holder.
+	set2 := load(t, map[string]string{"001_a.sql": "CREATE TABLE a (id int);", "002_b.sql": "CREATE TABLE b (id int);"})
+	_, err := migrate.New(set2, opts).Up(ctx(t), conn, 0)
+	var lt *migrate.LockTimeoutError
+	if !errors.As(err, &lt) || !strings.Contains(lt.Holder, "pid") {
+		t.Fatalf("err = %v, want LockTimeoutError with the holder", err)
+	}
+	if n := scalar[int64](t, conn, `SELECT count(*) FROM pg_tables WHERE tablename = 'b'`); n != 0 {
+		t.Fatal("002 ran without the lock")
+	}
+}
+
+// TestErrorLocations checks FILE:LINE:COL for errors the server places
+// (syntax), errors it does not (run time), and statement-by-statement files.
+func TestErrorLocations(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("SELECT 1;\n", 499) + "SELECT * FROM no_such_table;\n"
+	tests := []struct {
+		name      string
+		file      string
+		line, col int
+		stmt      int
+		want      []string
+	}{
+		{"line 1", "SELEC 1;", 1, 1, 1, []string{"db/001_x.sql:1:1: ERROR 42601", `syntax error at or near "SELEC"`, "    1 | SELEC 1;", "      | ^"}},
+		{"deep in a long file", long, 500, 15, 500, []string{"db/001_x.sql:500:15: ERROR 42P01", `relation "no_such_table" does not exist`}},
+		{"after multi-byte characters", "-- ünïcödé ✓\nSELECT 'ä✓', 'é' AS \"naïve\", nope;", 2, 30, 1, []string{"db/001_x.sql:2:30: ERROR 42703", `column "nope" does not exist`}},
+		{"third statement of a no-transaction file", "-- dbinit:no-transaction\nCREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n  SELECT 'ü', missing FROM a;\n", 4, 15, 3, []string{"db/001_x.sql:4:15: ERROR 42703"}},
+		{"runtime error has no position", "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n\n   INSERT INTO a VALUES (1 / 0);", 4, 4, 3, []string{"db/001_x.sql:4:4: ERROR 22012", "division by zero"}},
+		{"raise in a DO block", "SELECT 1;\nDO $$\nBEGIN\n  RAISE EXCEPTION 'validation failed: % rows', 3 USING HINT = 'fix the data';\nEND\n$$;", 2, 1, 2, []string{"ERROR P0001: validation failed: 3 rows", "HINT: fix the data", "CONTEXT: PL/pgSQL function inline_code_block line 3 at RAISE"}},
+		{"plpgsql compile error", "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  x := 1;\n  RETURN 1;\nEND $$;", 3, 3, 1, []string{"db/001_x.sql:3:3: ERROR 42601", `"x" is not a known variable`}},
+		{"tab before the column", "SELECT\t\tnope;", 1, 9, 1, []string{"    1 | SELECT\t\tnope;\n      |       \t\t^"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			set := load(t, map[string]string{"001_x.sql": tt.file})
+			conn := testdb.Conn(t, testdb.New(t))
+			res, err := newMigrator(t, set).Up(ctx(t), conn, 0)
+			var se *migrate.SQLError
+			if !errors.As(err, &se) {
+				t.Fatalf("err = %v, want *SQLError", err)
+			}
+			if se.Line != tt.line || se.Col != tt.col || se.Statement != tt.stmt {
+				t.Errorf("place = %d:%d statement %d, want %d:%d statement %d\n%s", se.Line, se.Col, se.Statement, tt.line, tt.col, tt.stmt, err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not contain %q:\n%s", w, err)
+				}
+			}
+			if res.Success || len(res.Errors) != 1 || len(res.Files) != 1 || res.Files[0].Err == nil {
+				t.Errorf("result = %+v", res)
+			}
+		})
+	}
+}
+
+func TestFailedFileLeavesNothing(t *testing.T) {
+	t.Parallel()
+	set := load(t, map[string]string{
+		"001_ok.sql":  "CREATE TABLE ok (id int);",
+		"002_bad.sql": "CREATE TABLE half (id int);\nINSERT INTO half VALUES (1);\nSELECT nope;",
+		"003_later.sql": "CREATE TABLE later (id int);",
+	})
+	conn := testdb.Conn(t, testdb.New(t))
+	res, err := newMigrator(t, set).Up(ctx(t), conn, 0)
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	if len(res.FilesExecuted) != 1 || res.FilesExecuted[0] != "db/001_ok.sql" {
+		t.Fatalf("FilesExecuted = %v", res.FilesExecuted)
+	}
+	tables := scalar[string](t, conn, `SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'`)
+	if tables != "ok" {
+		t.Fatalf("tables = %s; the failed file must leave nothing and later files must not run", tables)
+	}
+	if v := scalar[int64](t, conn, `SELECT max(version) FROM dbinit.schema_migrations`); v != 1 {
+		t.Fatalf("history up to %d", v)
+	}
+}
+
+func TestNoTransactionResume(t *testing.T) {
+	t.Parallel()
+	file := "-- dbinit:no-transaction\nCREATE TABLE t (a int, b int);\nINSERT INTO t VALUES (1, 1);\nCREATE INDEX CONCURRENTLY t_c ON t (c);\nCREATE INDEX CONCURRENTLY t_b ON t (b);\n"
+	conn := testdb.Conn(t, testdb.New(t))
+	_, err := newMigrator(t, load(t, map[string]string{"001_ix.sql": file})).Up(ctx(t), conn, 0)
+	var se *migrate.SQLError
+	if !errors.As(err, &se) || se.Line != 4 || se.Statement != 3 {
+		t.Fatalf("err = %v", err)
+	}
+	st := scalar[string](t, conn, `SELECT state || ' ' || statements_done FROM dbinit.schema_migrations WHERE version = 1`)
+	if st != "partial 2" {
+		t.Fatalf("history = %q, want partial 2", st)
+	}
+	// Fix the failing statement; statements 1 and 2 must not run again (the
+	// INSERT would duplicate the row).
+	fixed := strings.Replace(file, "(c)", "(a)", 1)
+	m := newMigrator(t, load(t, map[string]string{"001_ix.sql": fixed}))
+	plan, err := m.PlanUp(ctx(t), conn, 0)
+	if err != nil || len(plan.Steps) != 1 || plan.Steps[0].ResumeAt != 2 {
+		t.Fatalf("plan: %v %+v", err, plan)
+	}
+	res, err := m.Up(ctx(t), conn, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Files[0].Statements != 2 || res.Files[0].ResumedAt != 2 {
+		t.Fatalf("file result = %+v", res.Files[0])
+	}
+	if n := scalar[int64](t, conn, `SELECT count(*) FROM t`); n != 1 {
+		t.Fatalf("rows = %d: resumed run re-ran earlier statements", n)
+	}
+	st = scalar[string](t, conn, `SELECT state || ' ' || statements_done || ' ' || (prefix_checksum IS NULL) FROM dbinit.schema_migrations WHERE version = 1`)
+	if st != "applied 4 true" {
+		t.Fatalf("history = %q", st)
+	}
+	if n := scalar[int64](t, conn, `SELECT count(*) FROM pg_indexes WHERE tablename = 't'`); n != 2 {
+		t.Fatalf("indexes = %d", n)
+	}
+}
+
+func TestDriftStopsEverything(t *testing.T) {
+	t.Parallel()
+	conn := testdb.Conn(t, testdb.New(t))
+	v1 := map[string]string{"001_a.sql": "CREATE TABLE a (id int);"}
+	if _, err := newMigrator(t, load(t, v1)).Up(ctx(t), conn, 0); err != nil {
+		t.Fatal(err)
+	}
+	v2 := map[string]string{"001_a.sql": "CREATE TABLE a (id bigint);", "002_b.sql": "CREATE TABLE b (id int);"}
+	m := newMigrator(t, load(t, v2))
+	_, err := m.Up(ctx(t), conn, 0)
+	var de *migrate.DriftError
+	if !errors.As(err, &de) || len(de.Changed) != 1 || !strings.Contains(err.Error(), "dbinit accept 1") {
+		t.Fatalf("err = %v", err)
+	}
+	if n := scalar[int64](t, conn, `SELECT count(*) FROM pg_tables WHERE tablename = 'b'`); n != 0 {
+		t.Fatal("a pending file ran despite drift")
+	}
+	if err := m.Accept(ctx(t), conn, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Up(ctx(t), conn, 0); err != nil {
+		t.Fatalf("after accept: %v", err)
+	}
+}
+
+func TestDownChecksEveryFileFirst(t *testing.T) {
+	t.Parallel()
+	set := load(t, map[string]string{
+		"001_a.sql": "CREATE TABLE a (id int);", "001_a_down.sql": "DROP TABLE a;",
+		"002_b.sql": "CREATE TABLE b (id int);",
+		"003_c.sql": "CREATE TABLE c (id int);", "003_c_down.sql": "DROP TABLE c;",
+	})
+	conn := testdb.Conn(t, testdb.New(t))
+	m := newMigrator(t, set)
+	if _, err := m.Up(ctx(t), conn, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Down(ctx(t), conn, migrate.DownOptions{To: 0})
+	var pe *migrate.PlanError
+	if !errors.As(err, &pe) {
+		t.Fatalf("err = %v, want PlanError", err)
+	}
+	if n := scalar[int64](t, conn, `SELECT count(*) FROM pg_tables WHERE tablename = 'c'`); n != 1 {
+		t.Fatal("003's down ran although 002 has no down file")
+	}
+	res, err := m.Down(ctx(t), conn, migrate.DownOptions{Steps: 1})
+	if err != nil || len(res.FilesExecuted) != 1 || res.FilesExecuted[0] != "db/003_c_down.sql" {
+		t.Fatalf("down 1: %v %+v", err, res)
+	}
+	if v := scalar[int64](t, conn, `SELECT max(version) FROM dbinit.schema_migrations`); v != 2 {
+		t.Fatalf("highest = %d", v)
+	}
+}
+
+func TestBaseline(t *testing.T) {
+	t.Parallel()
+	set := load(t, map[string]string{
+		"001_a.sql": "CREATE TABLE a (id int);",
+		"002_b.sql": "CREATE TABLE b (id int);",
+		"003_c.sql": "CREATE TABLE c (id int);",
+	})
+	conn := testdb.Conn(t, testdb.New(t))
+	// A database built the old way, by loading 001 and 002 with psql.
+	if _, err := conn.Exec(context.Background(), "CREATE TABLE a (id int); CREATE TABLE b (id int);"); err != nil {
+		t.Fatal(err)
+	}
+	m := newMigrator(t, set)
+	res, err := m.Baseline(ctx(t), conn, 2)
+	if err != nil || len(res.FilesExecuted) != 2 {
+		t.Fatalf("baseline: %v %+v", err, res)
+	}
+	res, err = m.Up(ctx(t), conn, 0)
+	if err != nil || len(res.FilesExecuted) != 1 || res.FilesExecuted[0] != "db/003_c.sql" {
+		t.Fatalf("up after baseline: %v %+v", err, res)
+	}
+	if _, err := m.Baseline(ctx(t), conn, 2); err == nil {
+		t.Fatal("baseline below recorded versions must be refused")
+	}
+}
+
+// TestSessionResetBetweenFiles: a file's SET and SET ROLE do not leak into
+// the next file or into the history row, as when psql loaded each file.
+func TestSessionResetBetweenFiles(t *testing.T) {
+	t.Parallel()
+	cc := testdb.New(t)
+	role := strings.ToLower("r_" + testdb.Name(t)[len(testdb.Name(t))-8:])
+	testdb.Exec(t, cc, "CREATE ROLE "+role)
+	t.Cleanup(func() { testdb.Exec(t, testdb.Server(t), "DROP ROLE IF EXISTS "+role) })
+	set := load(t, map[string]string{
+		"001_a.sql": "CREATE SCHEMA other;\nSET search_path = other;\nCREATE TABLE x (id int);\nSET ROLE " + role + ";\nSET statement_timeout = '1ms';",
+		"002_b.sql": "CREATE TABLE y AS SELECT current_user::text AS who, current_setting('search_path') AS path, current_setting('statement_timeout') AS st, pg_sleep(0.01)::text AS slept;",
+	})
+	conn := testdb.Conn(t, cc)
+	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
+		t.Fatal(err)
+	}
+	got := scalar[string](t, conn, `SELECT who || '|' || path || '|' || st FROM public.y`)
+	if strings.Contains(got, role) || strings.Contains(got, "other") || strings.Contains(got, "1ms") {
+		t.Fatalf("002 ran with 001's session settings: %s", got)
+	}
+}
+
+// TestConcurrentRunners: ten runners at once apply every file exactly once.
+func TestConcurrentRunners(t *testing.T) {
+	t.Parallel()
+	files := map[string]string{}
+	for i := 1; i <= 20; i++ {
+		files[fmt.Sprintf("%03d_t%d.sql", i, i)] = fmt.Sprintf("CREATE TABLE t%d (id int); INSERT INTO counter VALUES (%d);", i, i)
+	}
+	files["001_t1.sql"] = "CREATE TABLE counter (v int); CREATE TABLE t1 (id int); INSERT INTO counter VALUES (1);"
+	set := load(t, files)
+	cc := testdb.New(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 10)
+	applied := make([]int, 10)
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := pgx.ConnectConfig(ctx(t), cc)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer conn.Close(context.Background())
+			m := migrate.New(set, migrate.Options{LockTimeout: time.Minute, Locker: &migrate.AdvisoryLock{Conn: conn, Key: migrate.LockKey(t.Name()), Timeout: time.Minute}})
+			res, err := m.Up(ctx(t), conn, 0)
+			errs[i] = err
+			if res != nil {
+				applied[i] = len(res.FilesExecuted)
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("runner %d: %v", i, err)
+		}
+		total += applied[i]
+	}
+	if total != 20 {
+		t.Fatalf("files applied across runners = %d, want 20", total)
+	}
+	conn := testdb.Conn(t, cc)
+	if n := scalar[int64](t, conn, `SELECT count(*) FROM counter`); n != 20 {
+		t.Fatalf("counter rows = %d: some file ran twice or not at all", n)
+	}
+}
+
+func TestDeferredConstraintFailsTheFile(t *testing.T) {
+	t.Parallel()
+	set := load(t, map[string]string{
+		"001_a.sql": "CREATE TABLE p (id int PRIMARY KEY);\nCREATE TABLE c (p int REFERENCES p DEFERRABLE INITIALLY DEFERRED);\nINSERT INTO c VALUES (42);",
+	})
+	conn := testdb.Conn(t, testdb.New(t))
+	_, err := newMigrator(t, set).Up(ctx(t), conn, 0)
+	var se *migrate.SQLError
+	if !errors.As(err, &se) || se.Err.Code != "23503" || !strings.HasPrefix(err.Error(), "db/001_a.sql: ERROR 23503") {
+		t.Fatalf("err = %v", err)
+	}
+	if n := scalar[int64](t, conn, `SELECT count(*) FROM pg_tables WHERE tablename = 'p'`); n != 0 {
+		t.Fatal("the file was half-applied")
+	}
+}

@@ -1,0 +1,177 @@
+package migrate
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/savvi-studio/dbinit/internal/sqlsplit"
+)
+
+// DriftItem is one disagreement between the folder and the history.
+type DriftItem struct {
+	Version int64
+	File    string // path of the file, or the recorded name when the file is gone
+	Msg     string
+}
+
+// DriftError says the history and the folder disagree: applied files that
+// changed, applied versions whose file is gone, new files below the highest
+// applied version, partial files that cannot resume. Nothing was applied.
+// Returned by PlanUp, PlanDown and the Migrator; exit code 5.
+type DriftError struct {
+	Dir        string
+	Changed    []DriftItem
+	Missing    []DriftItem
+	OutOfOrder []DriftItem
+	Partial    []DriftItem
+}
+
+func (e *DriftError) any() bool {
+	return len(e.Changed)+len(e.Missing)+len(e.OutOfOrder)+len(e.Partial) > 0
+}
+
+func (e *DriftError) Error() string {
+	var b strings.Builder
+	b.WriteString("drift: the history and the migration folder disagree; nothing was applied")
+	for _, group := range [][]DriftItem{e.Changed, e.Missing, e.OutOfOrder, e.Partial} {
+		for _, it := range group {
+			fmt.Fprintf(&b, "\n  %s (version %d) %s", it.File, it.Version, it.Msg)
+		}
+	}
+	return b.String()
+}
+
+// PlanError says a requested run cannot be carried out as asked (e.g. a down
+// file is missing). Nothing was run. Exit code 2.
+type PlanError struct{ Problems []string }
+
+func (e *PlanError) Error() string {
+	if len(e.Problems) == 1 {
+		return "cannot plan: " + e.Problems[0] + "; nothing was run"
+	}
+	return "cannot plan; nothing was run:\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+// LockTimeoutError says another runner held the migration lock for longer than
+// the lock timeout. Exit code 6.
+type LockTimeoutError struct {
+	Waited time.Duration
+	Holder string // "pid 4711, application dbinit, connected since 12:00:01", when known
+}
+
+func (e *LockTimeoutError) Error() string {
+	msg := fmt.Sprintf("another runner held the migration lock for %s (DBINIT_LOCK_TIMEOUT)", e.Waited.Round(time.Millisecond))
+	if e.Holder != "" {
+		msg += ": " + e.Holder
+	}
+	return msg
+}
+
+// SQLError is a failed statement in a migration file, placed in the file.
+// Exit code 1.
+type SQLError struct {
+	Path      string // "db/007_add_users.sql"
+	Version   int64
+	Line, Col int    // 1-based, characters, in the file
+	Statement int    // 1-based number of the failing statement in the file
+	Source    string // the file's line at Line
+	Err       *pgconn.PgError
+}
+
+func (e *SQLError) Unwrap() error { return e.Err }
+
+// Error renders the failure like a compiler does: FILE:LINE:COL, SQLSTATE and
+// message, the server's DETAIL, HINT, CONTEXT and inner QUERY, then the source
+// line with a caret under the column.
+func (e *SQLError) Error() string {
+	var b strings.Builder
+	p := e.Err
+	place := e.Path
+	if e.Line > 0 {
+		place = fmt.Sprintf("%s:%d:%d", e.Path, e.Line, e.Col)
+	}
+	fmt.Fprintf(&b, "%s: %s %s: %s", place, p.Severity, p.Code, p.Message)
+	if p.Detail != "" {
+		fmt.Fprintf(&b, "\nDETAIL: %s", p.Detail)
+	}
+	if p.Hint != "" {
+		fmt.Fprintf(&b, "\nHINT: %s", p.Hint)
+	}
+	if p.Where != "" {
+		fmt.Fprintf(&b, "\nCONTEXT: %s", p.Where)
+	}
+	if p.InternalQuery != "" {
+		fmt.Fprintf(&b, "\nQUERY: %s", p.InternalQuery)
+	}
+	if e.Line > 0 {
+		gutter := fmt.Sprintf("%5d | ", e.Line)
+		fmt.Fprintf(&b, "\n%s%s\n%s%s^", gutter, e.Source, strings.Repeat(" ", len(gutter)-2)+"| ", caretPad(e.Source, e.Col))
+	}
+	return b.String()
+}
+
+// caretPad keeps tabs so the caret lines up under the column in a terminal.
+func caretPad(line string, col int) string {
+	var b strings.Builder
+	i := 1
+	for _, r := range line {
+		if i >= col {
+			break
+		}
+		if r == '\t' {
+			b.WriteByte('\t')
+		} else {
+			b.WriteByte(' ')
+		}
+		i++
+	}
+	for ; i < col; i++ {
+		b.WriteByte(' ')
+	}
+	return b.String()
+}
+
+// newSQLError places a server error in a script. stmt is the index of the
+// failing statement; base is the byte offset in the script of the text that
+// was sent (0 when the whole file was sent, the statement's offset when
+// statements run one by one).
+func newSQLError(s *Script, version int64, stmt int, base int, pgErr *pgconn.PgError) *SQLError {
+	off := -1
+	if pgErr.Position > 0 {
+		sent := s.SQL[base:]
+		off = base + sqlsplit.RuneToByte(sent, int(pgErr.Position)-1)
+	} else if stmt >= 0 && stmt < len(s.Statements) {
+		// Errors at run time (constraint violations, RAISE in a DO block) carry
+		// no position: point at the start of the statement that failed.
+		st := s.Statements[stmt]
+		off = st.Offset + st.Start
+	}
+	e := &SQLError{Path: s.Path, Version: version, Statement: stmt + 1, Err: pgErr}
+	if off >= 0 {
+		e.Line, e.Col = sqlsplit.Pos(s.SQL, off)
+		e.Source = lineAt(s.SQL, off)
+	}
+	return e
+}
+
+func lineAt(src string, off int) string {
+	start := strings.LastIndexByte(src[:off], '\n') + 1
+	end := strings.IndexByte(src[off:], '\n')
+	if end < 0 {
+		end = len(src)
+	} else {
+		end += off
+	}
+	return strings.TrimRight(src[start:end], "\r")
+}
+
+// asPgError returns the server error inside err, if any.
+func asPgError(err error) (*pgconn.PgError, bool) {
+	var pgErr *pgconn.PgError
+	ok := errors.As(err, &pgErr)
+	return pgErr, ok
+}

@@ -1,0 +1,96 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// HistoryTable is where every managed database records its migrations.
+const HistoryTable = "dbinit.schema_migrations"
+
+// historyDDL creates the history table. It runs under the migration lock, so
+// IF NOT EXISTS never races with another runner.
+const historyDDL = `
+CREATE SCHEMA IF NOT EXISTS dbinit;
+COMMENT ON SCHEMA dbinit IS 'dbinit: migration history; managed by dbinit, do not edit by hand';
+CREATE TABLE IF NOT EXISTS dbinit.schema_migrations (
+    version          bigint      PRIMARY KEY CHECK (version > 0),
+    name             text        NOT NULL,
+    checksum         text        NOT NULL,
+    state            text        NOT NULL DEFAULT 'applied' CHECK (state IN ('applied', 'partial')),
+    statements_done  integer     NOT NULL DEFAULT 0,
+    statements_total integer     NOT NULL DEFAULT 0,
+    prefix_checksum  text,
+    applied_at       timestamptz NOT NULL DEFAULT now(),
+    execution_ms     bigint      NOT NULL DEFAULT 0,
+    applied_by       text        NOT NULL DEFAULT current_user,
+    dbinit_version   text        NOT NULL DEFAULT ''
+);
+COMMENT ON TABLE dbinit.schema_migrations IS 'dbinit history format 1';`
+
+// ReadHistory returns the rows of a database's history table, none when it
+// does not exist yet.
+func ReadHistory(ctx context.Context, conn *pgx.Conn) ([]Applied, error) {
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('dbinit.schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	if !exists {
+		return nil, nil
+	}
+	rows, err := conn.Query(ctx, `
+SELECT version, name, checksum, state, statements_done, statements_total,
+       coalesce(prefix_checksum, ''), applied_at, execution_ms, applied_by
+FROM dbinit.schema_migrations ORDER BY version`)
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Applied, error) {
+		var a Applied
+		var state string
+		err := r.Scan(&a.Version, &a.Name, &a.Checksum, &state, &a.StatementsDone, &a.StatementsTotal,
+			&a.PrefixChecksum, &a.AppliedAt, &a.ExecutionMS, &a.AppliedBy)
+		a.State = State(state)
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	return out, nil
+}
+
+func ensureHistory(ctx context.Context, conn *pgx.Conn) error {
+	if _, err := conn.Exec(ctx, historyDDL); err != nil {
+		return fmt.Errorf("create history table %s: %w", HistoryTable, err)
+	}
+	return nil
+}
+
+// recordSQL inserts or completes a history row. A partial row of the same
+// version is overwritten when the file completes.
+const recordSQL = `
+INSERT INTO dbinit.schema_migrations AS h
+    (version, name, checksum, state, statements_done, statements_total, prefix_checksum, execution_ms, applied_by, dbinit_version)
+VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, current_user || coalesce(' (' || nullif($9, '') || ')', ''), $10)
+ON CONFLICT (version) DO UPDATE SET
+    name = EXCLUDED.name, checksum = EXCLUDED.checksum, state = EXCLUDED.state,
+    statements_done = EXCLUDED.statements_done, statements_total = EXCLUDED.statements_total,
+    prefix_checksum = EXCLUDED.prefix_checksum, applied_at = now(),
+    execution_ms = h.execution_ms + EXCLUDED.execution_ms, applied_by = EXCLUDED.applied_by,
+    dbinit_version = EXCLUDED.dbinit_version`
+
+type record struct {
+	m          *Migration
+	state      State
+	done       int
+	prefix     string
+	durationMS int64
+}
+
+func (r record) args(runner, version string) []any {
+	return []any{r.m.Version, r.m.Name, r.m.Up.Checksum, string(r.state), r.done, len(r.m.Up.Statements), r.prefix, r.durationMS, runner, version}
+}
+
+const deleteSQL = `DELETE FROM dbinit.schema_migrations WHERE version = $1`

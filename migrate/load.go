@@ -1,0 +1,329 @@
+package migrate
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/savvi-studio/dbinit/internal/sqlsplit"
+)
+
+// HistoryFormat is the version of the history table's layout. It is part of
+// the migration-set hash, so a dbinit that records history differently never
+// reuses a template built by an older one.
+const HistoryFormat = 1
+
+// DirectiveNoTransaction, as a leading comment line, runs a file statement by
+// statement outside a transaction.
+const DirectiveNoTransaction = "-- dbinit:no-transaction"
+
+// Migration is one version: its up file and, when there is one, its down file.
+type Migration struct {
+	Version int64   // 7 for "007_add_users.sql"
+	Name    string  // "add_users"
+	Up      *Script // never nil
+	Down    *Script // nil when there is no down file
+}
+
+// Script is one checked, split SQL file.
+type Script struct {
+	File          string              // name inside the folder, "007_add_users.sql"
+	Path          string              // name as shown to users, "db/007_add_users.sql"
+	SQL           string              // text sent to the server: the file without a UTF-8 BOM
+	Checksum      string              // hex SHA-256 of the file's bytes, as found on disk
+	NoTransaction bool                // the file starts with -- dbinit:no-transaction
+	Statements    []sqlsplit.Statement // the non-empty statements, with offsets into SQL
+}
+
+// Set is a loaded, checked migration folder.
+type Set struct {
+	Dir        string       // folder as shown to users, "db"
+	Migrations []*Migration // ordered by Version
+}
+
+// Problem is one thing wrong with a migration folder.
+type Problem struct {
+	Path      string // "db/007_add_users.sql"; the folder itself for folder-wide problems
+	Line, Col int    // 1-based; 0 when the problem concerns the whole file
+	Msg       string
+}
+
+func (p Problem) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("%s:%d:%d: %s", p.Path, p.Line, p.Col, p.Msg)
+	}
+	return fmt.Sprintf("%s: %s", p.Path, p.Msg)
+}
+
+// LoadError lists every problem found in a migration folder. Nothing has
+// touched a database when it is returned. It maps to exit code 2.
+type LoadError struct {
+	Dir      string
+	Problems []Problem
+}
+
+func (e *LoadError) Error() string {
+	var b strings.Builder
+	if len(e.Problems) == 1 {
+		fmt.Fprintf(&b, "migration folder %s: %s", e.Dir, e.Problems[0])
+		return b.String()
+	}
+	fmt.Fprintf(&b, "migration folder %s has %d problems:", e.Dir, len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// fileNameRE is the shape of a migration file name. The name part is kept to
+// characters that need no quoting in shells, URLs or YAML.
+var fileNameRE = regexp.MustCompile(`^([0-9]+)_([A-Za-z0-9][A-Za-z0-9_.-]*)\.sql$`)
+
+var directiveRE = regexp.MustCompile(`^\s*--\s*dbinit:\s*(\S*)`)
+
+// LoadDir loads the migration folder dir from disk.
+func LoadDir(dir string) (*Set, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, &LoadError{Dir: dir, Problems: []Problem{{Path: dir, Msg: "cannot read the migration folder: " + pathErrReason(err)}}}
+	}
+	if !st.IsDir() {
+		return nil, &LoadError{Dir: dir, Problems: []Problem{{Path: dir, Msg: "not a folder"}}}
+	}
+	return Load(os.DirFS(dir), dir)
+}
+
+// Load reads every migration file at the top of fsys. dir is how the folder is
+// named in messages ("db"). Every file is checked and split before Load
+// returns; all problems are reported together in a *LoadError.
+func Load(fsys fs.FS, dir string) (*Set, error) {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, &LoadError{Dir: dir, Problems: []Problem{{Path: dir, Msg: "cannot read the migration folder: " + pathErrReason(err)}}}
+	}
+	var (
+		problems []Problem
+		ups      = map[int64]*Script{}
+		upNames  = map[int64]string{}
+		downs    = map[int64]*Script{}
+		downName = map[int64]string{}
+	)
+	display := func(name string) string { return path.Join(filepathToSlash(dir), name) }
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.EqualFold(path.Ext(name), ".sql") {
+			continue // README.md, migrations.json, subfolders: not ours
+		}
+		m := fileNameRE.FindStringSubmatch(name)
+		if m == nil {
+			problems = append(problems, Problem{Path: display(name), Msg: "name does not match <digits>_<name>.sql or <digits>_<name>_down.sql (name: letters, digits, _ . -; extension lower case)"})
+			continue
+		}
+		version, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil {
+			problems = append(problems, Problem{Path: display(name), Msg: fmt.Sprintf("version %s is too large", m[1])})
+			continue
+		}
+		if version == 0 {
+			problems = append(problems, Problem{Path: display(name), Msg: "version 0 is reserved (it means \"nothing applied\"); start at 1"})
+			continue
+		}
+		base, isDown := strings.CutSuffix(m[2], "_down")
+		if isDown && base == "" {
+			problems = append(problems, Problem{Path: display(name), Msg: "down file has no name before _down"})
+			continue
+		}
+		raw, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			problems = append(problems, Problem{Path: display(name), Msg: "cannot read: " + pathErrReason(err)})
+			continue
+		}
+		s, fileProblems := parseScript(name, display(name), raw)
+		problems = append(problems, fileProblems...)
+		if isDown {
+			if prev, dup := downs[version]; dup {
+				problems = append(problems, Problem{Path: display(name), Msg: fmt.Sprintf("version %d already has a down file %s", version, prev.File)})
+				continue
+			}
+			downs[version], downName[version] = s, base
+		} else {
+			if prev, dup := ups[version]; dup {
+				problems = append(problems, Problem{Path: display(name), Msg: fmt.Sprintf("version %d is also used by %s (versions compare by value: 007 and 7 are the same)", version, prev.File)})
+				continue
+			}
+			ups[version], upNames[version] = s, base
+		}
+	}
+	for v, d := range downs {
+		up, ok := ups[v]
+		switch {
+		case !ok:
+			problems = append(problems, Problem{Path: d.Path, Msg: fmt.Sprintf("down file without an up file: there is no version %d", v)})
+		case upNames[v] != downName[v]:
+			problems = append(problems, Problem{Path: d.Path, Msg: fmt.Sprintf("down file's name does not match its up file %s (expected %s)", up.File, strings.TrimSuffix(up.File, ".sql")+"_down.sql")})
+		}
+	}
+	if len(problems) > 0 {
+		slices.SortStableFunc(problems, func(a, b Problem) int { return strings.Compare(a.Path, b.Path) })
+		return nil, &LoadError{Dir: dir, Problems: problems}
+	}
+	set := &Set{Dir: dir}
+	for v, up := range ups {
+		set.Migrations = append(set.Migrations, &Migration{Version: v, Name: upNames[v], Up: up, Down: downs[v]})
+	}
+	slices.SortFunc(set.Migrations, func(a, b *Migration) int { return cmpInt64(a.Version, b.Version) })
+	return set, nil
+}
+
+// parseScript checks one file and splits it into statements.
+func parseScript(file, display string, raw []byte) (*Script, []Problem) {
+	sum := sha256.Sum256(raw)
+	s := &Script{File: file, Path: display, Checksum: hex.EncodeToString(sum[:])}
+	at := func(src string, off int, msg string) Problem {
+		line, col := sqlsplit.Pos(src, off)
+		return Problem{Path: display, Line: line, Col: col, Msg: msg}
+	}
+	if i := bytes.IndexByte(raw, 0); i >= 0 {
+		return s, []Problem{at(string(raw[:i]), i, "contains a NUL byte; migration files must be UTF-8 text")}
+	}
+	if !utf8.Valid(raw) {
+		i := firstInvalidUTF8(raw)
+		return s, []Problem{at(string(raw[:i]), i, "is not valid UTF-8; save the file as UTF-8")}
+	}
+	text := strings.TrimPrefix(string(raw), "\uFEFF")
+	if strings.TrimSpace(text) == "" {
+		return s, []Problem{{Path: display, Msg: "file is empty"}}
+	}
+	s.SQL = text
+
+	var problems []Problem
+	noTx, directiveProblems := directives(display, text)
+	problems = append(problems, directiveProblems...)
+	s.NoTransaction = noTx
+
+	if p := sqlsplit.Unterminated(text); p != nil {
+		problems = append(problems, Problem{Path: display, Line: p.Line, Col: p.Col, Msg: p.Msg})
+	}
+	for _, p := range sqlsplit.MetaCommands(text) {
+		problems = append(problems, Problem{Path: display, Line: p.Line, Col: p.Col, Msg: p.Msg})
+	}
+	for _, st := range sqlsplit.Split(text) {
+		if st.Empty {
+			continue
+		}
+		s.Statements = append(s.Statements, st)
+		start := st.Offset + st.Start
+		if st.TransactionControl() {
+			problems = append(problems, at(text, start, fmt.Sprintf("%s: transaction control is not allowed in migrations; dbinit runs each file in its own transaction (or, with %q, statement by statement)", strings.Join(st.Keywords(2), " "), DirectiveNoTransaction)))
+		}
+		if st.CopyFromStdin() {
+			problems = append(problems, at(text, start, "COPY ... FROM STDIN needs psql to feed the data; use INSERT, or COPY from a file the server can read"))
+		}
+		if what, ok := st.NoTransaction(); ok && !noTx {
+			problems = append(problems, at(text, start, fmt.Sprintf("%s cannot run inside a transaction; add the line %q at the top of the file so it runs statement by statement", what, DirectiveNoTransaction)))
+		}
+	}
+	return s, problems
+}
+
+// directives reads "-- dbinit:..." lines. They count only in the leading
+// comment block; anywhere else they would silently do nothing, so they are
+// reported.
+func directives(display, text string) (noTx bool, problems []Problem) {
+	leading := true
+	for i, line := range strings.Split(text, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if leading && trimmed != "" && !strings.HasPrefix(trimmed, "--") {
+			leading = false
+		}
+		m := directiveRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		col := strings.Index(line, "--") + 1
+		switch {
+		case !leading:
+			problems = append(problems, Problem{Path: display, Line: i + 1, Col: col, Msg: "dbinit directives only count in the comment lines at the top of the file, before any SQL"})
+		case m[1] == "no-transaction":
+			noTx = true
+		default:
+			problems = append(problems, Problem{Path: display, Line: i + 1, Col: col, Msg: fmt.Sprintf("unknown directive dbinit:%s (known: no-transaction)", m[1])})
+		}
+	}
+	return noTx, problems
+}
+
+// Hash identifies the migration set for template reuse: the history format
+// plus the version, name and bytes of every up file. A template built from the
+// same hash is the same database.
+func (s *Set) Hash() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "dbinit-set\x00format=%d\x00", HistoryFormat)
+	var buf [8]byte
+	for _, m := range s.Migrations {
+		binary.BigEndian.PutUint64(buf[:], uint64(m.Version))
+		h.Write(buf[:])
+		fmt.Fprintf(h, "%s\x00%s\x00", m.Name, m.Up.Checksum)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Latest returns the highest version in the set, 0 when it is empty.
+func (s *Set) Latest() int64 {
+	if len(s.Migrations) == 0 {
+		return 0
+	}
+	return s.Migrations[len(s.Migrations)-1].Version
+}
+
+// Find returns the migration with the given version.
+func (s *Set) Find(version int64) *Migration {
+	i, ok := slices.BinarySearchFunc(s.Migrations, version, func(m *Migration, v int64) int { return cmpInt64(m.Version, v) })
+	if !ok {
+		return nil
+	}
+	return s.Migrations[i]
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func firstInvalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
+}
+
+func pathErrReason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func filepathToSlash(p string) string { return strings.ReplaceAll(p, string(os.PathSeparator), "/") }

@@ -1,0 +1,130 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// A Locker serialises runners. Lock returns once the caller holds the lock, or
+// an error (a *LockTimeoutError when another runner held it too long). The
+// returned unlock must be called even when ctx has been cancelled.
+type Locker interface {
+	Lock(ctx context.Context) (unlock func(context.Context) error, err error)
+}
+
+// LockKey derives an advisory-lock key from a name, so that different tools
+// and test suites can use different keys on one server.
+func LockKey(name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("dbinit:" + name))
+	return int64(h.Sum64())
+}
+
+// DefaultLockKey is the key dbinit's commands use: one lock per server, so
+// that building the template and updating any working database never overlap.
+var DefaultLockKey = LockKey("migrate")
+
+// AdvisoryLock is a session-level advisory lock. dbinit takes it on a
+// connection to the maintenance database, so no migration's own transactions
+// ever wait on it.
+//
+// It polls pg_try_advisory_lock rather than blocking in pg_advisory_lock: a
+// runner blocked in pg_advisory_lock has a statement in progress, and
+// CREATE INDEX CONCURRENTLY in the holder would wait for that statement to
+// finish while the blocked runner waits for the holder: a deadlock the server
+// cannot see.
+type AdvisoryLock struct {
+	Conn    *pgx.Conn     // connection that will hold the lock for the run
+	Key     int64         // DefaultLockKey, or LockKey("my-suite")
+	Timeout time.Duration // how long to wait for another runner, 5m
+	Logger  *slog.Logger  // where to say who holds the lock while waiting; nil = silent
+	// LogEvery is how often to report the holder while waiting; 0 = 5s.
+	LogEvery time.Duration
+}
+
+// Lock implements Locker.
+func (l *AdvisoryLock) Lock(ctx context.Context) (func(context.Context) error, error) {
+	logger := l.Logger
+	if logger == nil {
+		logger = discardLogger
+	}
+	logEvery := l.LogEvery
+	if logEvery <= 0 {
+		logEvery = 5 * time.Second
+	}
+	start := time.Now()
+	deadline := start.Add(l.Timeout)
+	lastLog := start
+	for attempt := 0; ; attempt++ {
+		var got bool
+		if err := l.Conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, l.Key).Scan(&got); err != nil {
+			return nil, fmt.Errorf("take migration lock: %w", err)
+		}
+		if got {
+			if attempt > 0 {
+				logger.Info("lock acquired", "waited_ms", time.Since(start).Milliseconds())
+			}
+			return l.unlock, nil
+		}
+		now := time.Now()
+		if !now.Before(deadline) {
+			return nil, &LockTimeoutError{Waited: now.Sub(start), Holder: l.holder(ctx)}
+		}
+		if attempt == 0 || now.Sub(lastLog) >= logEvery {
+			logger.Info("waiting for another runner's lock", "holder", l.holder(ctx), "waited_ms", now.Sub(start).Milliseconds())
+			lastLog = now
+		}
+		// Poll fast at first (a runner with nothing to do releases within
+		// milliseconds), then settle to ~1s with jitter so ten waiting runners do
+		// not poll in step.
+		wait := min(time.Duration(50<<min(attempt, 4))*time.Millisecond, time.Second)
+		wait += rand.N(wait/4 + 1)
+		wait = min(wait, time.Until(deadline))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (l *AdvisoryLock) unlock(ctx context.Context) error {
+	// A cancelled run must still release the lock; the connection closing
+	// would release it too, but the caller may keep using the connection.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if l.Conn.IsClosed() {
+		return nil
+	}
+	if _, err := l.Conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, l.Key); err != nil {
+		return fmt.Errorf("release migration lock: %w", err)
+	}
+	return nil
+}
+
+// holder describes the session holding the lock, for the log.
+func (l *AdvisoryLock) holder(ctx context.Context) string {
+	var pid int
+	var app, state, since string
+	err := l.Conn.QueryRow(ctx, `
+SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
+       coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), '')
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.classid::bigint = ($1::bigint >> 32) & 4294967295 AND l.objid::bigint = $1::bigint & 4294967295
+LIMIT 1`, l.Key).Scan(&pid, &app, &state, &since)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "none any more (just released)"
+	}
+	if err != nil {
+		return "unknown (cannot read pg_locks: " + err.Error() + ")"
+	}
+	return fmt.Sprintf("pid %d, application %q, %s, connected since %s", pid, app, state, since)
+}

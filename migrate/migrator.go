@@ -1,0 +1,290 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+var discardLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// Options configure a Migrator. The zero value works.
+type Options struct {
+	Logger *slog.Logger // where progress goes; nil = nowhere
+	// Locker serialises runners. nil = an AdvisoryLock with DefaultLockKey on
+	// the migrated connection itself.
+	Locker          Locker
+	LockTimeout     time.Duration // for the default Locker; 0 = 5m
+	AllowOutOfOrder bool          // apply new files below the highest applied version
+	// Runner is recorded in applied_by next to the database user, "web-7f9c (pid 1)";
+	// "" = the host name.
+	Runner string
+	// Version is the dbinit version recorded with every row, "v1.2.0".
+	Version string
+	// SingleTransaction runs consecutive transactional files in one
+	// transaction. Only for building a fresh database that is thrown away if
+	// anything fails (a template build): a failure rolls back every file of
+	// the batch, not only the failing one.
+	SingleTransaction bool
+}
+
+// Migrator applies one migration set to databases.
+type Migrator struct {
+	set  *Set
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns a Migrator for set.
+func New(set *Set, opts Options) *Migrator {
+	if opts.Runner == "" {
+		host, _ := os.Hostname()
+		opts.Runner = fmt.Sprintf("%s pid %d", host, os.Getpid())
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 5 * time.Minute
+	}
+	log := opts.Logger
+	if log == nil {
+		log = discardLogger
+	}
+	return &Migrator{set: set, opts: opts, log: log}
+}
+
+// Set returns the migration set.
+func (m *Migrator) Set() *Set { return m.set }
+
+// Result is what a run did: the Go form of a migration result that test
+// fixtures assert on.
+type Result struct {
+	Success       bool          // every planned file ran
+	FilesExecuted []string      // paths of the files that ran to completion, in order, "db/007_add_users.sql"
+	Errors        []error       // why the run failed; empty on success
+	Warnings      []string      // worth reading, did not stop the run
+	Duration      time.Duration // wall time of the run
+	Files         []FileResult  // per file, in the order they ran, including a failed one
+	Database      string        // name of the database the run was for
+}
+
+// FileResult is what happened to one file.
+type FileResult struct {
+	Version    int64
+	Name       string
+	Path       string
+	Down       bool
+	Statements int           // statements executed in this run
+	ResumedAt  int           // > 0 when a partial no-transaction file resumed at this statement (0-based)
+	Duration   time.Duration // time spent on the file, including its history row
+	Err        error         // nil when the file completed
+}
+
+func (m *Migrator) newResult(conn *pgx.Conn) (*Result, time.Time) {
+	return &Result{Database: conn.Config().Database}, time.Now()
+}
+
+func (r *Result) finish(start time.Time, err error) (*Result, error) {
+	r.Duration = time.Since(start)
+	if err != nil {
+		r.Errors = append(r.Errors, err)
+	}
+	r.Success = len(r.Errors) == 0
+	return r, err
+}
+
+// Status reports every version of the folder and of the history.
+func (m *Migrator) Status(ctx context.Context, conn *pgx.Conn) ([]StatusEntry, error) {
+	applied, err := ReadHistory(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	return Status(m.set, applied), nil
+}
+
+// PlanUp reads the history and plans `up` without changing anything.
+func (m *Migrator) PlanUp(ctx context.Context, conn *pgx.Conn, to int64) (*Plan, error) {
+	applied, err := ReadHistory(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	return PlanUp(m.set, applied, UpOptions{To: to, AllowOutOfOrder: m.opts.AllowOutOfOrder})
+}
+
+// Up applies pending migrations up to and including version to (0 = all).
+// When nothing is pending it takes no lock and changes nothing. The Result is
+// never nil.
+func (m *Migrator) Up(ctx context.Context, conn *pgx.Conn, to int64) (*Result, error) {
+	res, start := m.newResult(conn)
+	plan, err := m.PlanUp(ctx, conn, to)
+	if err != nil {
+		return res.finish(start, err)
+	}
+	if len(plan.Steps) == 0 {
+		m.warn(res, plan)
+		m.log.Info("database is up to date", "database", res.Database, "version", m.set.Latest())
+		return res.finish(start, nil)
+	}
+	unlock, err := m.lock(ctx, conn)
+	if err != nil {
+		return res.finish(start, err)
+	}
+	defer m.release(ctx, unlock)
+	// Another runner may have applied some or all of it while we waited.
+	if plan, err = m.PlanUp(ctx, conn, to); err != nil {
+		return res.finish(start, err)
+	}
+	m.warn(res, plan)
+	if len(plan.Steps) == 0 {
+		m.log.Info("database is up to date", "database", res.Database, "version", m.set.Latest())
+		return res.finish(start, nil)
+	}
+	if err := ensureHistory(ctx, conn); err != nil {
+		return res.finish(start, err)
+	}
+	return res.finish(start, m.run(ctx, conn, plan, res))
+}
+
+// Down reverts applied migrations, newest first. Every down file needed is
+// checked to exist before the first runs; each down file and the removal of
+// its history row commit together.
+func (m *Migrator) Down(ctx context.Context, conn *pgx.Conn, opts DownOptions) (*Result, error) {
+	res, start := m.newResult(conn)
+	unlock, err := m.lock(ctx, conn)
+	if err != nil {
+		return res.finish(start, err)
+	}
+	defer m.release(ctx, unlock)
+	applied, err := ReadHistory(ctx, conn)
+	if err != nil {
+		return res.finish(start, err)
+	}
+	plan, err := PlanDown(m.set, applied, opts)
+	if err != nil {
+		return res.finish(start, err)
+	}
+	m.warn(res, plan)
+	if len(plan.Steps) == 0 {
+		m.log.Info("nothing to revert", "database", res.Database)
+		return res.finish(start, nil)
+	}
+	return res.finish(start, m.run(ctx, conn, plan, res))
+}
+
+// Baseline records every file up to and including version as applied without
+// running it: for databases built before dbinit, by loading the same files
+// some other way.
+func (m *Migrator) Baseline(ctx context.Context, conn *pgx.Conn, version int64) (*Result, error) {
+	res, start := m.newResult(conn)
+	if m.set.Find(version) == nil {
+		return res.finish(start, &PlanError{Problems: []string{fmt.Sprintf("there is no file with version %d in %s", version, m.set.Dir)}})
+	}
+	unlock, err := m.lock(ctx, conn)
+	if err != nil {
+		return res.finish(start, err)
+	}
+	defer m.release(ctx, unlock)
+	if err := ensureHistory(ctx, conn); err != nil {
+		return res.finish(start, err)
+	}
+	applied, err := ReadHistory(ctx, conn)
+	if err != nil {
+		return res.finish(start, err)
+	}
+	recorded := indexApplied(applied)
+	for _, a := range applied {
+		if a.Version > version {
+			return res.finish(start, &PlanError{Problems: []string{fmt.Sprintf("version %d is already recorded, above the baseline %d; baseline is for databases without a history", a.Version, version)}})
+		}
+	}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		for _, mig := range m.set.Migrations {
+			if mig.Version > version {
+				break
+			}
+			if _, ok := recorded[mig.Version]; ok {
+				continue
+			}
+			r := record{m: mig, state: StateApplied, done: len(mig.Up.Statements)}
+			if _, err := tx.Exec(ctx, recordSQL, r.args(m.opts.Runner+", baseline", m.opts.Version)...); err != nil {
+				return fmt.Errorf("baseline %s: %w", mig.Up.Path, err)
+			}
+			res.FilesExecuted = append(res.FilesExecuted, mig.Up.Path)
+		}
+		return nil
+	})
+	if err != nil {
+		res.FilesExecuted = nil
+		return res.finish(start, err)
+	}
+	m.log.Info("baseline recorded", "database", res.Database, "version", version, "files", len(res.FilesExecuted))
+	return res.finish(start, nil)
+}
+
+// Accept records the current checksum of an applied file that was edited on
+// purpose, so that it no longer counts as drift.
+func (m *Migrator) Accept(ctx context.Context, conn *pgx.Conn, version int64) error {
+	mig := m.set.Find(version)
+	if mig == nil {
+		return &PlanError{Problems: []string{fmt.Sprintf("there is no file with version %d in %s", version, m.set.Dir)}}
+	}
+	unlock, err := m.lock(ctx, conn)
+	if err != nil {
+		return err
+	}
+	defer m.release(ctx, unlock)
+	applied, err := ReadHistory(ctx, conn)
+	if err != nil {
+		return err
+	}
+	a, ok := indexApplied(applied)[version]
+	switch {
+	case !ok:
+		return &PlanError{Problems: []string{fmt.Sprintf("%s is not applied; there is nothing to accept", mig.Up.Path)}}
+	case a.State == StatePartial:
+		return &PlanError{Problems: []string{fmt.Sprintf("%s is only partially applied; finish it with `dbinit up`", mig.Up.Path)}}
+	case a.Checksum == mig.Up.Checksum:
+		m.log.Info("checksum already matches; nothing to accept", "file", mig.Up.Path, "version", version)
+		return nil
+	}
+	if _, err := conn.Exec(ctx, `UPDATE dbinit.schema_migrations SET checksum = $2, statements_total = $3 WHERE version = $1`,
+		version, mig.Up.Checksum, len(mig.Up.Statements)); err != nil {
+		return fmt.Errorf("accept %s: %w", mig.Up.Path, err)
+	}
+	m.log.Warn("accepted edited file", "file", mig.Up.Path, "version", version, "old_checksum", short(a.Checksum), "new_checksum", short(mig.Up.Checksum))
+	return nil
+}
+
+func (m *Migrator) lock(ctx context.Context, conn *pgx.Conn) (func(context.Context) error, error) {
+	l := m.opts.Locker
+	if l == nil {
+		l = &AdvisoryLock{Conn: conn, Key: DefaultLockKey, Timeout: m.opts.LockTimeout, Logger: m.log}
+	}
+	return l.Lock(ctx)
+}
+
+func (m *Migrator) release(ctx context.Context, unlock func(context.Context) error) {
+	if err := unlock(context.WithoutCancel(ctx)); err != nil {
+		m.log.Warn("could not release the lock; it goes when the connection closes", "error", err)
+	}
+}
+
+func (m *Migrator) warn(res *Result, plan *Plan) {
+	for _, w := range plan.Warnings {
+		m.log.Warn(w)
+		res.Warnings = append(res.Warnings, w)
+	}
+}
+
+// errInterrupted wraps a context error so that callers can tell a cancelled
+// run from a failed one.
+func interrupted(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		return fmt.Errorf("%w: %v", ctxErr, err)
+	}
+	return err
+}

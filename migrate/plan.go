@@ -1,0 +1,269 @@
+package migrate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Applied is one row of a database's history.
+type Applied struct {
+	Version         int64
+	Name            string
+	Checksum        string // of the file when it was applied (or accepted)
+	State           State  // StateApplied or StatePartial
+	StatementsDone  int    // no-transaction files: statements that succeeded
+	StatementsTotal int
+	PrefixChecksum  string // partial rows: checksum of the statements that succeeded
+	AppliedAt       time.Time
+	ExecutionMS     int64
+	AppliedBy       string
+}
+
+// State is what status says of one version.
+type State string
+
+// The states a version can be in.
+const (
+	StateApplied State = "applied" // recorded and the file is unchanged
+	StatePending State = "pending" // file present, not recorded
+	StateChanged State = "changed" // recorded, but the file's checksum differs (drift)
+	StateMissing State = "missing" // recorded, but there is no file
+	StatePartial State = "partial" // a no-transaction file stopped part-way
+)
+
+// StatusEntry describes one version for `dbinit status`.
+type StatusEntry struct {
+	Version         int64      `json:"version"`
+	Name            string     `json:"name"`
+	File            string     `json:"file,omitempty"`
+	State           State      `json:"state"`
+	AppliedAt       *time.Time `json:"applied_at,omitempty"`
+	ExecutionMS     int64      `json:"execution_ms,omitempty"`
+	AppliedBy       string     `json:"applied_by,omitempty"`
+	Checksum        string     `json:"checksum,omitempty"`         // of the file on disk
+	AppliedChecksum string     `json:"applied_checksum,omitempty"` // recorded in the history
+	StatementsDone  int        `json:"statements_done,omitempty"`
+	Statements      int        `json:"statements,omitempty"`
+	HasDown         bool       `json:"has_down"`
+	OutOfOrder      bool       `json:"out_of_order,omitempty"` // pending below the highest applied version
+	NoTransaction   bool       `json:"no_transaction,omitempty"`
+}
+
+// Status compares the folder with the history, version by version.
+func Status(set *Set, applied []Applied) []StatusEntry {
+	byVersion := map[int64]Applied{}
+	var highest int64
+	for _, a := range applied {
+		byVersion[a.Version] = a
+		highest = max(highest, a.Version)
+	}
+	var out []StatusEntry
+	for _, m := range set.Migrations {
+		e := StatusEntry{Version: m.Version, Name: m.Name, File: m.Up.Path, Checksum: m.Up.Checksum,
+			Statements: len(m.Up.Statements), HasDown: m.Down != nil, NoTransaction: m.Up.NoTransaction}
+		a, ok := byVersion[m.Version]
+		delete(byVersion, m.Version)
+		switch {
+		case !ok:
+			e.State = StatePending
+			e.OutOfOrder = m.Version < highest
+		case a.State == StatePartial:
+			e.State = StatePartial
+		case a.Checksum != m.Up.Checksum:
+			e.State = StateChanged
+		default:
+			e.State = StateApplied
+		}
+		if ok {
+			e.fillApplied(a)
+		}
+		out = append(out, e)
+	}
+	for _, a := range byVersion {
+		e := StatusEntry{Version: a.Version, Name: a.Name, State: StateMissing}
+		e.fillApplied(a)
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b StatusEntry) int { return cmpInt64(a.Version, b.Version) })
+	return out
+}
+
+func (e *StatusEntry) fillApplied(a Applied) {
+	t := a.AppliedAt
+	e.AppliedAt = &t
+	e.ExecutionMS = a.ExecutionMS
+	e.AppliedBy = a.AppliedBy
+	e.AppliedChecksum = a.Checksum
+	e.StatementsDone = a.StatementsDone
+	if a.StatementsTotal > 0 {
+		e.Statements = a.StatementsTotal
+	}
+}
+
+// Step is one file to run.
+type Step struct {
+	Migration *Migration
+	Script    *Script // Migration.Up, or Migration.Down when Down
+	Down      bool
+	ResumeAt  int // index of the first statement to run (no-transaction files resumed after a failure)
+}
+
+// Plan is what a run will do.
+type Plan struct {
+	Steps    []Step
+	Warnings []string // things worth saying that do not stop the run
+}
+
+// UpOptions select what PlanUp plans.
+type UpOptions struct {
+	To              int64 // apply versions up to and including To; 0 = all
+	AllowOutOfOrder bool  // apply a new file below the highest applied version
+}
+
+// PlanUp decides what `up` runs. It returns a *DriftError, and plans nothing,
+// when the history and the folder disagree in a way that needs a human.
+func PlanUp(set *Set, applied []Applied, opts UpOptions) (*Plan, error) {
+	plan := &Plan{}
+	drift := checkDrift(set, applied, plan)
+	byVersion := indexApplied(applied)
+	var highest int64
+	for _, a := range applied {
+		highest = max(highest, a.Version)
+	}
+	for _, m := range set.Migrations {
+		if opts.To > 0 && m.Version > opts.To {
+			break
+		}
+		a, ok := byVersion[m.Version]
+		switch {
+		case !ok:
+			if m.Version < highest && !opts.AllowOutOfOrder {
+				drift.OutOfOrder = append(drift.OutOfOrder, DriftItem{Version: m.Version, File: m.Up.Path,
+					Msg: fmt.Sprintf("is new but version %d is already applied; renumber it above %d, or set DBINIT_ALLOW_OUT_OF_ORDER=true", highest, highest)})
+				continue
+			}
+			plan.Steps = append(plan.Steps, Step{Migration: m, Script: m.Up})
+		case a.State == StatePartial:
+			at, err := resumePoint(m, a)
+			if err != "" {
+				drift.Partial = append(drift.Partial, DriftItem{Version: m.Version, File: m.Up.Path, Msg: err})
+				continue
+			}
+			plan.Steps = append(plan.Steps, Step{Migration: m, Script: m.Up, ResumeAt: at})
+		}
+	}
+	if drift.any() {
+		return nil, drift
+	}
+	return plan, nil
+}
+
+// DownOptions select what PlanDown reverts: exactly one of To and Steps.
+type DownOptions struct {
+	To    int64 // revert every applied version above To (0 = all)
+	Steps int   // revert the Steps most recent versions
+}
+
+// PlanDown decides what `down` runs. Every down file needed must exist before
+// the first one runs; a missing one is a *PlanError.
+func PlanDown(set *Set, applied []Applied, opts DownOptions) (*Plan, error) {
+	plan := &Plan{}
+	if drift := checkDrift(set, applied, plan); drift.any() {
+		return nil, drift
+	}
+	rows := slices.Clone(applied)
+	slices.SortFunc(rows, func(a, b Applied) int { return cmpInt64(b.Version, a.Version) })
+	var problems []string
+	for i, a := range rows {
+		if opts.Steps > 0 && i >= opts.Steps {
+			break
+		}
+		if opts.Steps == 0 && a.Version <= opts.To {
+			break
+		}
+		m := set.Find(a.Version)
+		switch {
+		case a.State == StatePartial:
+			problems = append(problems, fmt.Sprintf("version %d is only partially applied; finish it with `dbinit up` (or repair it by hand) before reverting it", a.Version))
+		case m == nil:
+			// checkDrift let it through only because it is above every file.
+			problems = append(problems, fmt.Sprintf("version %d (%s) has no files in %s, so there is no down file to run", a.Version, a.Name, set.Dir))
+		case m.Down == nil:
+			problems = append(problems, fmt.Sprintf("%s has no down file %s", m.Up.Path, strings.TrimSuffix(m.Up.Path, ".sql")+"_down.sql"))
+		default:
+			plan.Steps = append(plan.Steps, Step{Migration: m, Script: m.Down, Down: true})
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &PlanError{Problems: problems}
+	}
+	return plan, nil
+}
+
+// checkDrift finds applied files that changed and applied versions that have
+// no file. An applied version above every file is only a warning: an older
+// image started after a newer one migrated the database.
+func checkDrift(set *Set, applied []Applied, plan *Plan) *DriftError {
+	drift := &DriftError{Dir: set.Dir}
+	latest := set.Latest()
+	for _, a := range applied {
+		m := set.Find(a.Version)
+		switch {
+		case m == nil && a.Version > latest:
+			plan.Warnings = append(plan.Warnings, fmt.Sprintf("version %d (%s) is applied but newer than every file in %s; was the database migrated by a newer release?", a.Version, a.Name, set.Dir))
+		case m == nil:
+			drift.Missing = append(drift.Missing, DriftItem{Version: a.Version, File: a.Name,
+				Msg: fmt.Sprintf("is applied but its file is gone from %s; restore it", set.Dir)})
+		case a.State == StateApplied && a.Checksum != m.Up.Checksum:
+			drift.Changed = append(drift.Changed, DriftItem{Version: a.Version, File: m.Up.Path,
+				Msg: fmt.Sprintf("changed after it was applied (applied %s, now %s); restore it, or run `dbinit accept %d` if the edit is deliberate", short(a.Checksum), short(m.Up.Checksum), a.Version)})
+		}
+	}
+	return drift
+}
+
+// resumePoint says where a partially applied no-transaction file resumes, or
+// why it cannot.
+func resumePoint(m *Migration, a Applied) (int, string) {
+	s := m.Up
+	switch {
+	case !s.NoTransaction:
+		return 0, fmt.Sprintf("stopped after %d statements as a no-transaction file, but the file no longer has %q; put the directive back to resume it", a.StatementsDone, DirectiveNoTransaction)
+	case a.StatementsDone > len(s.Statements):
+		return 0, fmt.Sprintf("stopped after %d statements, but the file now has only %d; restore it, or repair the database by hand and delete its row from dbinit.schema_migrations", a.StatementsDone, len(s.Statements))
+	case PrefixChecksum(s, a.StatementsDone) != a.PrefixChecksum:
+		return 0, fmt.Sprintf("stopped after %d statements and some of those statements changed since, so it is unknown what ran; restore them (only statement %d onwards may change), or repair the database by hand and delete its row from dbinit.schema_migrations", a.StatementsDone, a.StatementsDone+1)
+	}
+	return a.StatementsDone, ""
+}
+
+// PrefixChecksum is the checksum of a script's first n statements, ignoring
+// the comments and white space before each: what must be unchanged for a
+// partial file to resume.
+func PrefixChecksum(s *Script, n int) string {
+	h := sha256.New()
+	for _, st := range s.Statements[:n] {
+		h.Write([]byte(st.Text[st.Start:]))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func indexApplied(applied []Applied) map[int64]Applied {
+	m := make(map[int64]Applied, len(applied))
+	for _, a := range applied {
+		m[a.Version] = a
+	}
+	return m
+}
+
+func short(sum string) string {
+	if len(sum) > 12 {
+		return sum[:12]
+	}
+	return sum
+}

@@ -1,0 +1,275 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// resetSession undoes what a file may have changed in the session (SET,
+// SET ROLE, SET SESSION AUTHORIZATION), so every file starts as if it had a
+// session of its own, as it had when psql loaded each file, and the history
+// row is written as the connecting user.
+var resetSession = []string{"RESET ALL", "RESET ROLE", "RESET SESSION AUTHORIZATION"}
+
+// run executes a plan's steps in order. It stops at the first failure; files
+// before it stay applied.
+func (m *Migrator) run(ctx context.Context, conn *pgx.Conn, plan *Plan, res *Result) (err error) {
+	r := &runner{m: m, conn: conn, res: res, total: len(plan.Steps)}
+	defer func() {
+		// Asynchronous commits must reach the disk before the run reports
+		// anything, success or failure.
+		if ferr := r.flush(ctx); ferr != nil && err == nil {
+			err = ferr
+		}
+		if r.tx != nil {
+			_ = r.tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	for i, step := range plan.Steps {
+		last := i == len(plan.Steps)-1
+		// Transactional files are grouped into one transaction only when asked
+		// and only while the next file is transactional too.
+		commit := last || !m.opts.SingleTransaction || plan.Steps[i+1].Script.NoTransaction
+		if err := r.step(ctx, i, step, commit, last); err != nil {
+			return interrupted(ctx, err)
+		}
+	}
+	m.log.Info("migrations done", "database", res.Database, "files", len(res.FilesExecuted),
+		"duration_ms", time.Since(r.started()).Milliseconds())
+	return nil
+}
+
+type runner struct {
+	m     *Migrator
+	conn  *pgx.Conn
+	res   *Result
+	total int
+
+	tx      pgx.Tx       // open transaction of a SingleTransaction batch
+	batch   []FileResult // files in tx, not yet committed
+	dirty   bool         // an asynchronous commit has not been flushed yet
+	lastRow *Migration   // last history row committed, for the final flush
+	start   time.Time
+}
+
+func (r *runner) started() time.Time {
+	if r.start.IsZero() {
+		return time.Now()
+	}
+	return r.start
+}
+
+func (r *runner) step(ctx context.Context, i int, st Step, commit, last bool) error {
+	if r.start.IsZero() {
+		r.start = time.Now()
+	}
+	fr := FileResult{Version: st.Migration.Version, Name: st.Migration.Name, Path: st.Script.Path, Down: st.Down, ResumedAt: st.ResumeAt}
+	t0 := time.Now()
+	var err error
+	if st.Script.NoTransaction {
+		fr.Statements, err = r.statementByStatement(ctx, st)
+	} else {
+		fr.Statements, err = r.transactional(ctx, st, commit, last)
+	}
+	fr.Duration = time.Since(t0)
+	if err != nil {
+		fr.Err = err
+		r.res.Files = append(r.res.Files, fr)
+		return err
+	}
+	verb := "applied"
+	if st.Down {
+		verb = "reverted"
+	}
+	r.m.log.Info(verb, "progress", fmt.Sprintf("%d/%d", i+1, r.total), "file", st.Script.Path, "version", st.Migration.Version,
+		"statements", fr.Statements, "duration_ms", fr.Duration.Milliseconds())
+	if r.tx != nil {
+		r.batch = append(r.batch, fr)
+		return nil
+	}
+	r.res.Files = append(r.res.Files, fr)
+	r.res.FilesExecuted = append(r.res.FilesExecuted, st.Script.Path)
+	return nil
+}
+
+// transactional sends the whole file at once inside a transaction, with its
+// history row, so the server's error position is an offset into the file.
+func (r *runner) transactional(ctx context.Context, st Step, commit, last bool) (int, error) {
+	if r.tx == nil {
+		tx, err := r.conn.Begin(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("%s: begin: %w", st.Script.Path, err)
+		}
+		r.tx = tx
+	}
+	t0 := time.Now()
+	done, err := execCounting(ctx, r.conn.PgConn(), st.Script.SQL)
+	if err != nil {
+		r.rollback(ctx)
+		return done, r.placeError(st, done, 0, err)
+	}
+	// One round trip, sent with the simple protocol: nothing may be
+	// prepared before the reset, or a file's SET ROLE would decide whether
+	// the history insert is allowed.
+	q := joinStatements(resetSession)
+	// Down files always commit durably: the flush at the end of a run needs
+	// a history row to write, and a run of downs may leave none.
+	async := commit && !last && !st.Down
+	if async {
+		q += "SET LOCAL synchronous_commit = off;"
+	}
+	var args []any
+	if st.Down {
+		q += deleteSQL
+		args = []any{pgx.QueryExecModeSimpleProtocol, st.Migration.Version}
+	} else {
+		rec := record{m: st.Migration, state: StateApplied, done: len(st.Script.Statements), durationMS: time.Since(t0).Milliseconds()}
+		q += recordSQL
+		args = append([]any{pgx.QueryExecModeSimpleProtocol}, rec.args(r.m.opts.Runner, r.m.opts.Version)...)
+	}
+	if _, err := r.tx.Exec(ctx, q, args...); err != nil {
+		r.rollback(ctx)
+		return done, fmt.Errorf("%s: record history: %w", st.Script.Path, err)
+	}
+	if !commit {
+		return done, nil
+	}
+	if err := r.tx.Commit(ctx); err != nil {
+		r.tx = nil
+		r.batch = nil
+		// A deferred constraint fails at commit: it belongs to the file.
+		return done, r.placeError(st, -1, 0, err)
+	}
+	r.tx = nil
+	r.dirty = async
+	if !st.Down {
+		r.lastRow = st.Migration
+	}
+	for _, fr := range r.batch {
+		r.res.Files = append(r.res.Files, fr)
+		r.res.FilesExecuted = append(r.res.FilesExecuted, fr.Path)
+	}
+	r.batch = nil
+	return done, nil
+}
+
+func (r *runner) rollback(ctx context.Context) {
+	if r.tx != nil {
+		_ = r.tx.Rollback(context.WithoutCancel(ctx))
+		r.tx = nil
+	}
+	// Files of a SingleTransaction batch were rolled back with the failing one.
+	for _, fr := range r.batch {
+		fr.Err = fmt.Errorf("rolled back with the rest of its transaction")
+		r.res.Files = append(r.res.Files, fr)
+	}
+	r.batch = nil
+}
+
+// statementByStatement runs a no-transaction file one statement at a time,
+// recording progress after each, so a failure can resume where it stopped.
+// Statements run with the session's own (durable) commit setting: a statement
+// like CREATE INDEX CONCURRENTLY must never survive a crash while the row
+// saying it ran is lost.
+func (r *runner) statementByStatement(ctx context.Context, st Step) (int, error) {
+	s := st.Script
+	ran := 0
+	for i := st.ResumeAt; i < len(s.Statements); i++ {
+		stmt := s.Statements[i]
+		t0 := time.Now()
+		if _, err := r.conn.PgConn().Exec(ctx, stmt.Text).ReadAll(); err != nil {
+			// The row recorded after the previous statement already says
+			// where to resume.
+			return ran, r.placeError(st, i, stmt.Offset, err)
+		}
+		ran++
+		if st.Down {
+			continue
+		}
+		if err := r.recordProgress(ctx, st, i+1, time.Since(t0)); err != nil {
+			return ran, err
+		}
+	}
+	if _, err := r.conn.Exec(ctx, joinStatements(resetSession)); err != nil {
+		return ran, fmt.Errorf("%s: reset session: %w", s.Path, err)
+	}
+	if st.Down {
+		if _, err := r.conn.Exec(ctx, deleteSQL, st.Migration.Version); err != nil {
+			return ran, fmt.Errorf("%s: record history: %w", s.Path, err)
+		}
+		return ran, nil
+	}
+	r.dirty = false // a durable commit flushes every earlier one
+	r.lastRow = st.Migration
+	return ran, nil
+}
+
+func (r *runner) recordProgress(ctx context.Context, st Step, done int, d time.Duration) error {
+	s := st.Script
+	rec := record{m: st.Migration, state: StatePartial, done: done, prefix: PrefixChecksum(s, done), durationMS: d.Milliseconds()}
+	if done == len(s.Statements) {
+		rec.state, rec.prefix = StateApplied, ""
+	}
+	// Progress must be written even when the run is being cancelled.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := r.conn.Exec(ctx, recordSQL, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
+		return fmt.Errorf("%s: record progress after statement %d: %w", s.Path, done, err)
+	}
+	return nil
+}
+
+// flush makes asynchronous commits durable with one synchronous commit that
+// writes: PostgreSQL flushes the WAL in order, so it flushes all before it.
+func (r *runner) flush(ctx context.Context) error {
+	if !r.dirty || r.lastRow == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, err := r.conn.Exec(ctx, `UPDATE dbinit.schema_migrations SET applied_at = applied_at WHERE version = $1`, r.lastRow.Version)
+	if err != nil {
+		return fmt.Errorf("flush history to disk: %w", err)
+	}
+	r.dirty = false
+	return nil
+}
+
+// placeError turns a server error into a *SQLError placed in the file.
+// stmt is the index of the failing statement (-1 when unknown); base is the
+// byte offset of the text that was sent.
+func (r *runner) placeError(st Step, stmt, base int, err error) error {
+	pgErr, ok := asPgError(err)
+	if !ok {
+		return fmt.Errorf("%s: %w", st.Script.Path, err)
+	}
+	return newSQLError(st.Script, st.Migration.Version, stmt, base, pgErr)
+}
+
+// execCounting sends sql with the simple protocol, which runs several
+// statements in one round trip, and counts the statements that completed, so
+// that an error without a position can still be pinned on its statement.
+func execCounting(ctx context.Context, pgc *pgconn.PgConn, sql string) (int, error) {
+	mrr := pgc.Exec(ctx, sql)
+	done := 0
+	for mrr.NextResult() {
+		if _, err := mrr.ResultReader().Close(); err != nil {
+			_ = mrr.Close()
+			return done, err
+		}
+		done++
+	}
+	return done, mrr.Close()
+}
+
+func joinStatements(qs []string) string {
+	out := ""
+	for _, q := range qs {
+		out += q + ";"
+	}
+	return out
+}
