@@ -296,14 +296,16 @@ func (p *Provisioner) drop(ctx context.Context, name string) error {
 	return nil
 }
 
-// Drop removes database name, ending its sessions. Used only where the user
-// asked for it (DBINIT_RESET, clone --replace) or for databases dbinit made.
-func (p *Provisioner) Drop(ctx context.Context, name string) error {
-	unlock, err := p.Lock.Lock(ctx)
-	if err != nil {
-		return err
+// Drop removes database name, ending its sessions. dbinit uses it only
+// where the user asked for it (DBINIT_RESET, clone --replace) and for
+// databases it made itself.
+func (p *Provisioner) Drop(ctx context.Context, name string) error { return p.drop(ctx, name) }
+
+// DropTemplate removes a template database.
+func (p *Provisioner) DropTemplate(ctx context.Context, name string) error {
+	if _, err := p.Maint.Exec(ctx, "ALTER DATABASE "+dbconn.Ident(name)+" IS_TEMPLATE false"); err != nil {
+		return fmt.Errorf("unmark template %s: %w", name, err)
 	}
-	defer func() { _ = unlock(context.WithoutCancel(ctx)) }()
 	return p.drop(ctx, name)
 }
 
