@@ -145,7 +145,7 @@ func TestErrorLocations(t *testing.T) {
 		{"after multi-byte characters", "-- ünïcödé ✓\nSELECT 'ä✓', 'é' AS \"naïve\", nope;", 2, 30, 1, []string{"db/001_x.sql:2:30: ERROR 42703", `column "nope" does not exist`}},
 		{"third statement of a no-transaction file", "-- dbinit:no-transaction\nCREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n  SELECT 'ü', missing FROM a;\n", 4, 15, 3, []string{"db/001_x.sql:4:15: ERROR 42703"}},
 		{"runtime error has no position", "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n\n   INSERT INTO a VALUES (1 / 0);", 4, 4, 3, []string{"db/001_x.sql:4:4: ERROR 22012", "division by zero"}},
-		{"raise in a DO block", "SELECT 1;\nDO $$\nBEGIN\n  RAISE EXCEPTION 'validation failed: % rows', 3 USING HINT = 'fix the data';\nEND\n$$;", 2, 1, 2, []string{"ERROR P0001: validation failed: 3 rows", "HINT: fix the data", "CONTEXT: PL/pgSQL function inline_code_block line 3 at RAISE"}},
+		{"raise in a DO block", "SELECT 1;\nDO $$\nBEGIN\n  RAISE EXCEPTION 'validation failed: % rows', 3 USING HINT = 'fix the data';\nEND\n$$;", 4, 3, 2, []string{"db/001_x.sql:4:3: ERROR P0001", "ERROR P0001: validation failed: 3 rows", "HINT: fix the data", "CONTEXT: PL/pgSQL function inline_code_block line 3 at RAISE"}},
 		{"plpgsql compile error", "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  x := 1;\n  RETURN 1;\nEND $$;", 3, 3, 1, []string{"db/001_x.sql:3:3: ERROR 42601", `"x" is not a known variable`}},
 		{"tab before the column", "SELECT\t\tnope;", 1, 9, 1, []string{"    1 | SELECT\t\tnope;\n      |       \t\t^"}},
 	}

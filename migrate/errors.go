@@ -3,6 +3,8 @@ package migrate
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -146,9 +148,13 @@ func newSQLError(s *Script, version int64, stmt int, base int, pgErr *pgconn.PgE
 		off = base + sqlsplit.RuneToByte(sent, int(pgErr.Position)-1)
 	} else if stmt >= 0 && stmt < len(s.Statements) {
 		// Errors at run time (constraint violations, RAISE in a DO block) carry
-		// no position: point at the start of the statement that failed.
+		// no position: point at the line of the DO block that raised, or else
+		// at the start of the statement that failed.
 		st := s.Statements[stmt]
 		off = st.Offset + st.Start
+		if o, ok := doBlockLine(st, pgErr.Where); ok {
+			off = st.Offset + o
+		}
 	}
 	e := &SQLError{Path: s.Path, Version: version, Statement: stmt + 1, Err: pgErr}
 	if off >= 0 {
@@ -156,6 +162,38 @@ func newSQLError(s *Script, version int64, stmt int, base int, pgErr *pgconn.PgE
 		e.Source = lineAt(s.SQL, off)
 	}
 	return e
+}
+
+var (
+	doLineRE   = regexp.MustCompile(`^PL/pgSQL function inline_code_block line ([0-9]+) `)
+	doBodyRE   = regexp.MustCompile(`(?is)^DO\s+(?:LANGUAGE\s+\S+\s+)?(\$[A-Za-z_0-9]*\$|E?')`)
+	indentedRE = regexp.MustCompile(`^[ \t]*`)
+)
+
+// doBlockLine finds, for an error raised inside a DO block, the offset in
+// the statement of the line PL/pgSQL names in the error's context ("line 3"
+// counts from the line the body's quote opens on).
+func doBlockLine(st sqlsplit.Statement, where string) (int, bool) {
+	m := doLineRE.FindStringSubmatch(where)
+	if m == nil {
+		return 0, false
+	}
+	n, _ := strconv.Atoi(m[1])
+	text := st.Text[st.Start:]
+	body := doBodyRE.FindStringSubmatchIndex(text)
+	if body == nil || n < 1 {
+		return 0, false
+	}
+	off := body[3] // just after the opening quote
+	for ; n > 1; n-- {
+		i := strings.IndexByte(text[off:], '\n')
+		if i < 0 {
+			return 0, false
+		}
+		off += i + 1
+	}
+	off += len(indentedRE.FindString(text[off:]))
+	return st.Start + off, true
 }
 
 func lineAt(src string, off int) string {
