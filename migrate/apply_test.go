@@ -177,8 +177,8 @@ func TestErrorLocations(t *testing.T) {
 func TestFailedFileLeavesNothing(t *testing.T) {
 	t.Parallel()
 	set := load(t, map[string]string{
-		"001_ok.sql":  "CREATE TABLE ok (id int);",
-		"002_bad.sql": "CREATE TABLE half (id int);\nINSERT INTO half VALUES (1);\nSELECT nope;",
+		"001_ok.sql":    "CREATE TABLE ok (id int);",
+		"002_bad.sql":   "CREATE TABLE half (id int);\nINSERT INTO half VALUES (1);\nSELECT nope;",
 		"003_later.sql": "CREATE TABLE later (id int);",
 	})
 	conn := testdb.Conn(t, testdb.New(t))

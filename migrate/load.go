@@ -38,11 +38,11 @@ type Migration struct {
 
 // Script is one checked, split SQL file.
 type Script struct {
-	File          string              // name inside the folder, "007_add_users.sql"
-	Path          string              // name as shown to users, "db/007_add_users.sql"
-	SQL           string              // text sent to the server: the file without a UTF-8 BOM
-	Checksum      string              // hex SHA-256 of the file's bytes, as found on disk
-	NoTransaction bool                // the file starts with -- dbinit:no-transaction
+	File          string               // name inside the folder, "007_add_users.sql"
+	Path          string               // name as shown to users, "db/007_add_users.sql"
+	SQL           string               // text sent to the server: the file without a UTF-8 BOM
+	Checksum      string               // hex SHA-256 of the file's bytes, as found on disk
+	NoTransaction bool                 // the file starts with -- dbinit:no-transaction
 	Statements    []sqlsplit.Statement // the non-empty statements, with offsets into SQL
 }
 

@@ -19,12 +19,12 @@ func mapFS(files map[string]string) fstest.MapFS {
 
 func TestLoadOrdersNumerically(t *testing.T) {
 	set, err := Load(mapFS(map[string]string{
-		"10_ten.sql":       "SELECT 10;",
-		"9_nine.sql":       "SELECT 9;",
-		"100_hundred.sql":  "SELECT 100;",
+		"10_ten.sql":        "SELECT 10;",
+		"9_nine.sql":        "SELECT 9;",
+		"100_hundred.sql":   "SELECT 100;",
 		"009_nine_down.sql": "SELECT -9;",
-		"README.md":        "not a migration",
-		"migrations.json":  "{}",
+		"README.md":         "not a migration",
+		"migrations.json":   "{}",
 	}), "db")
 	if err != nil {
 		t.Fatal(err)
@@ -125,11 +125,11 @@ func TestLoadRejects(t *testing.T) {
 
 func TestLoadAccepts(t *testing.T) {
 	set, err := Load(mapFS(map[string]string{
-		"001_bom.sql":      "\uFEFFCREATE TABLE t (a int);",
-		"002_comment.sql":  "-- reserved: nothing to do yet\n",
+		"001_bom.sql":          "\uFEFFCREATE TABLE t (a int);",
+		"002_comment.sql":      "-- reserved: nothing to do yet\n",
 		"003_concurrently.sql": "-- dbinit:no-transaction\n-- why: big table\n\nCREATE INDEX CONCURRENTLY t_a ON t (a);\nVACUUM t;",
-		"004_savepoint.sql": "SAVEPOINT a;\nSELECT 1;\nRELEASE SAVEPOINT a;",
-		"005_backslash.sql": "SELECT E'a\\\\b', $$ \\i $$; -- \\i in a comment\n",
+		"004_savepoint.sql":    "SAVEPOINT a;\nSELECT 1;\nRELEASE SAVEPOINT a;",
+		"005_backslash.sql":    "SELECT E'a\\\\b', $$ \\i $$; -- \\i in a comment\n",
 	}), "db")
 	if err != nil {
 		t.Fatal(err)

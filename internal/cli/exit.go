@@ -34,16 +34,16 @@ func ExitCode(err error) int {
 		return ExitOK
 	}
 	var (
-		usage    *usageError
-		cfgErr   *config.Error
-		loadErr  *migrate.LoadError
-		planErr  *migrate.PlanError
-		sqlErr   *migrate.SQLError
-		waitErr  *dbconn.WaitError
-		noDB     *dbconn.NoDatabaseError
-		drift    *migrate.DriftError
-		lockErr  *migrate.LockTimeoutError
-		pgErr    *pgconn.PgError
+		usage   *usageError
+		cfgErr  *config.Error
+		loadErr *migrate.LoadError
+		planErr *migrate.PlanError
+		sqlErr  *migrate.SQLError
+		waitErr *dbconn.WaitError
+		noDB    *dbconn.NoDatabaseError
+		drift   *migrate.DriftError
+		lockErr *migrate.LockTimeoutError
+		pgErr   *pgconn.PgError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
