@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -265,12 +266,25 @@ func parseErrorReason(err error) string {
 
 func unwrapEnvError(err error) string {
 	var agg env.AggregateError
-	if errors.As(err, &agg) {
-		msgs := make([]string, 0, len(agg.Errors))
-		for _, e := range agg.Errors {
-			msgs = append(msgs, e.Error())
-		}
-		return strings.Join(msgs, "; ")
+	if !errors.As(err, &agg) {
+		return err.Error()
 	}
-	return err.Error()
+	msgs := make([]string, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			// Name the variable the user set, not the Go field.
+			msgs = append(msgs, fmt.Sprintf("%s: %v", envName(pe.Name), pe.Err))
+			continue
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func envName(field string) string {
+	if f, ok := reflect.TypeFor[Config]().FieldByName(field); ok {
+		return f.Tag.Get("env")
+	}
+	return field
 }

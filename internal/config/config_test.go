@@ -1,0 +1,117 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Load(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Dir != "./db" || cfg.Database != "savvi_studio" || cfg.Template != "savvi_studio_template" ||
+		cfg.WaitTimeout != 60*time.Second || cfg.LockTimeout != 5*time.Minute || cfg.LogFormat != "text" || cfg.Reset {
+		t.Fatalf("defaults = %+v", cfg)
+	}
+	cc, err := cfg.ConnConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc.Database != "postgres" || cc.RuntimeParams["application_name"] != "dbinit" {
+		t.Fatalf("maintenance database %q, application_name %q", cc.Database, cc.RuntimeParams["application_name"])
+	}
+}
+
+func TestLibpqVariables(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "pw")
+	os.WriteFile(pwFile, []byte("s3cret 'quoted'\\\n"), 0o600)
+	cfg, err := Load(map[string]string{"PGHOST": "db.internal", "PGPORT": "6543", "PGUSER": "migrator",
+		"PGPASSWORD_FILE": pwFile, "PGDATABASE": "maint", "PGSSLMODE": "disable"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cfg.ConnConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc.Host != "db.internal" || cc.Port != 6543 || cc.User != "migrator" || cc.Database != "maint" || cc.Password != "s3cret 'quoted'\\" {
+		t.Fatalf("conn config = host %q port %d user %q db %q password %q", cc.Host, cc.Port, cc.User, cc.Database, cc.Password)
+	}
+	if !contains(cfg.Secrets(), "s3cret 'quoted'\\") {
+		t.Fatal("the file's password is not among the secrets to mask")
+	}
+}
+
+func TestDatabaseURLFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "url")
+	os.WriteFile(f, []byte("postgres://u:pw-from-file@h:5433/m\n"), 0o600)
+	cfg, err := Load(map[string]string{"DATABASE_URL_FILE": f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cfg.ConnConfig()
+	if err != nil || cc.Password != "pw-from-file" || cc.Port != 5433 || cc.Database != "m" {
+		t.Fatalf("%v %+v", err, cc)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	long := strings.Repeat("x", 64)
+	tests := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"DATABASE_URL": "postgres://x", "DATABASE_URL_FILE": "/f"}, "both DATABASE_URL and DATABASE_URL_FILE"},
+		{map[string]string{"PGPASSWORD": "a", "PGPASSWORD_FILE": "/f"}, "both PGPASSWORD and PGPASSWORD_FILE"},
+		{map[string]string{"DBINIT_DATABASE": long}, "64 bytes; PostgreSQL allows 63"},
+		{map[string]string{"DBINIT_TEMPLATE": long}, "DBINIT_TEMPLATE"},
+		{map[string]string{"DBINIT_DATABASE": "same", "DBINIT_TEMPLATE": "same"}, "must differ"},
+		{map[string]string{"DBINIT_LOG_FORMAT": "xml"}, "text or json"},
+		{map[string]string{"DBINIT_WAIT_TIMEOUT": "soon"}, "DBINIT_WAIT_TIMEOUT"},
+		{map[string]string{"DBINIT_RESET": "maybe"}, "DBINIT_RESET"},
+		{map[string]string{"DBINIT_CLONE_STRATEGY": "fast"}, "wal_log or file_copy"},
+		{map[string]string{"DATABASE_URL_FILE": "/nonexistent/url"}, "DATABASE_URL_FILE"},
+	}
+	for _, tt := range tests {
+		_, err := Load(tt.env)
+		var ce *Error
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: err = %v, want *Error containing %q", tt.env, err, tt.want)
+		}
+	}
+}
+
+func TestMalformedURLHidesPassword(t *testing.T) {
+	for _, u := range []string{
+		"postgres://user:hunter2@host:port/db",
+		"postgres://user:hunter2@[::1/db",
+		"host=x password=hunter2 port=abc",
+	} {
+		cfg, err := Load(map[string]string{"DATABASE_URL": u})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cfg.ConnConfig()
+		if err == nil {
+			t.Fatalf("%s: no error", u)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Fatalf("password in %q", err)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
