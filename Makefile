@@ -5,7 +5,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/savvi-studio/dbinit/internal/cli.Version=$(VERSION)
 PKGS := ./...
 
-.PHONY: help build test test-short bench fuzz lint vet fmt clean
+PG_MAJOR ?= 17
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+.PHONY: help build test test-short bench fuzz vet clean image postgres-image postgres-dbinit-image up down
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -28,6 +31,33 @@ fuzz: ## fuzz the SQL splitter for a minute
 vet: ## go vet and gofmt
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+image: ## the dbinit image dbinit:local, FROM scratch, from a host-built binary
+	bash docker/build-image.sh dbinit dbinit:local
+
+postgres-image: ## dbinit/postgres-base:$(PG_MAJOR) from Debian packages (15: bookworm, 17: trixie)
+	bash docker/postgres/build-base.sh $(PG_MAJOR)
+
+postgres-dbinit-image: ## Dockerfile.postgres on the offline base: dbinit/postgres-dbinit:$(PG_MAJOR)
+	@docker image inspect dbinit/postgres-base:$(PG_MAJOR) >/dev/null 2>&1 || $(MAKE) postgres-image
+	bash docker/build-image.sh postgres dbinit/postgres-dbinit:$(PG_MAJOR) dbinit/postgres-base:$(PG_MAJOR)
+
+# up uses the official postgres image when it is here or can be pulled, and
+# builds the offline one from Debian packages otherwise.
+up: image ## start postgres, dbinit and the example app with docker-compose
+	@mkdir -p .secrets && chmod 700 .secrets
+	@[ -s .secrets/postgres-password ] || (umask 022 && head -c 18 /dev/urandom | base64 >.secrets/postgres-password)
+	@if docker image inspect postgres:$(PG_MAJOR) >/dev/null 2>&1 || timeout 30 docker pull -q postgres:$(PG_MAJOR) >/dev/null 2>&1; then \
+		img=postgres:$(PG_MAJOR); \
+	else \
+		echo "postgres:$(PG_MAJOR) cannot be pulled here; building dbinit/postgres-base:$(PG_MAJOR) from Debian packages"; \
+		bash docker/postgres/build-base.sh $(PG_MAJOR) && img=dbinit/postgres-base:$(PG_MAJOR); \
+	fi; \
+	POSTGRES_IMAGE=$$img $(COMPOSE) up -d && \
+	POSTGRES_IMAGE=$$img $(COMPOSE) logs dbinit app
+
+down: ## stop the compose services and remove their volume
+	$(COMPOSE) down -v
 
 clean:
 	rm -rf bin

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,7 +26,7 @@ type WaitError struct {
 }
 
 func (e *WaitError) Error() string {
-	return fmt.Sprintf("server %s not ready after %s (DBINIT_WAIT_TIMEOUT): %v", e.Target, e.Waited.Round(time.Millisecond), e.Last)
+	return fmt.Sprintf("server %s not ready after %s (DBINIT_WAIT_TIMEOUT): %s", e.Target, e.Waited.Round(time.Millisecond), Reason(e.Last))
 }
 
 func (e *WaitError) Unwrap() error { return e.Last }
@@ -76,10 +78,12 @@ func Connect(ctx context.Context, cc *pgx.ConnConfig, opts Options) (*pgx.Conn, 
 	deadline := start.Add(opts.Timeout)
 	lastLog := start
 	backoff := 50 * time.Millisecond
+	var lastErr error
 	for attempt := 1; ; attempt++ {
 		// One attempt may not outlast the deadline.
 		actx, cancel := context.WithDeadline(ctx, deadline)
 		conn, err := connectOnce(actx, cc, opts.AcceptInitServer)
+		cut := actx.Err() != nil
 		cancel()
 		if err == nil {
 			if attempt > 1 && log != nil {
@@ -99,8 +103,14 @@ func Connect(ctx context.Context, cc *pgx.ConnConfig, opts Options) (*pgx.Conn, 
 		}
 		now := time.Now()
 		if !now.Before(deadline) {
+			// An attempt cut short by the deadline says less than the one
+			// before it ("connection refused").
+			if cut && lastErr != nil {
+				err = lastErr
+			}
 			return nil, &WaitError{Waited: now.Sub(start), Target: Target(cc), Last: err}
 		}
+		lastErr = err
 		if log != nil && (attempt == 1 || now.Sub(lastLog) >= opts.LogEvery) {
 			log.Info("waiting for the server", "target", Target(cc), "reason", Reason(err), "waited_ms", now.Sub(start).Milliseconds())
 			lastLog = now
@@ -167,13 +177,21 @@ func Reason(err error) string {
 	if errors.As(err, &pgErr) {
 		return pgErr.Code + " " + pgErr.Message
 	}
+	msg := err.Error()
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
 		if inner := errors.Unwrap(ce); inner != nil {
-			return inner.Error()
+			msg = inner.Error()
 		}
 	}
-	return err.Error()
+	// pgx lists one line per attempt (TLS, then plain); say each once.
+	var lines []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !slices.Contains(lines, l) {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "; ")
 }
 
 // Target names a server and database without credentials, "db:5432/postgres".
