@@ -85,7 +85,7 @@ func (r *runner) step(ctx context.Context, i int, st Step, commit, last bool) er
 	if st.Down {
 		verb = "reverted"
 	}
-	r.m.log.Info(verb, "progress", fmt.Sprintf("%d/%d", i+1, r.total), "file", st.Script.Path, "version", st.Migration.Version,
+	r.m.log.Info(verb, "progress", fmt.Sprintf("%d/%d", i+1, r.total), "file", st.Script.Path, "version", st.Migration.Version, "name", st.Migration.Name,
 		"statements", fr.Statements, "duration_ms", fr.Duration.Milliseconds())
 	if r.tx != nil {
 		r.batch = append(r.batch, fr)

@@ -380,7 +380,12 @@ func (r *run) connectMaintenance(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return dbconn.Connect(ctx, cc, dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
+	conn, err := dbconn.Connect(ctx, cc, dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
+	var noDB *dbconn.NoDatabaseError
+	if errors.As(err, &noDB) {
+		return nil, fmt.Errorf("maintenance database (set it in DATABASE_URL or PGDATABASE): %w", err)
+	}
+	return conn, err
 }
 
 // acceptInitServer is set by the postgres image's entrypoint, where dbinit

@@ -39,7 +39,7 @@ type NoDatabaseError struct {
 }
 
 func (e *NoDatabaseError) Error() string {
-	return fmt.Sprintf("database %q does not exist on the server (check DATABASE_URL / PGDATABASE)", e.Name)
+	return fmt.Sprintf("database %q does not exist on the server", e.Name)
 }
 
 func (e *NoDatabaseError) Unwrap() error { return e.Err }

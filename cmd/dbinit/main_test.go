@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/savvi-studio/dbinit/internal/testdb"
+)
+
+// TestSIGTERM runs the real binary: SIGTERM during a long migration cancels
+// the statement, rolls back, drops the unfinished build, releases the lock
+// and exits non-zero within 5 seconds.
+func TestSIGTERM(t *testing.T) {
+	t.Parallel()
+	maint := testdb.New(t)
+	bin := filepath.Join(t.TempDir(), "dbinit")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "001_slow.sql"), []byte("CREATE TABLE a (id int);\nSELECT pg_sleep(120);\n"), 0o644)
+	tmpl := testdb.Name(t) + "_t"
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+testdb.URL(maint), "DBINIT_DIR="+dir,
+		"DBINIT_TEMPLATE="+tmpl, "DBINIT_DATABASE="+testdb.Name(t)+"_w")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the slow statement runs.
+	conn := testdb.Conn(t, testdb.Server(t))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		_ = conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE TABLE a%pg_sleep(120)%'`).Scan(&n)
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the migration never started:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("exit took %s after SIGTERM", d)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("exit = %v, want 130\n%s", err, stderr.String())
+	}
+	var left int
+	_ = conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_database WHERE starts_with(datname, $1)`, tmpl).Scan(&left)
+	if left != 0 {
+		t.Fatalf("%d build databases left", left)
+	}
+	if strings.Contains(stderr.String(), maint.Password) {
+		t.Fatal("password in the output")
+	}
+}
