@@ -394,3 +394,50 @@ func TestCloneAndNew(t *testing.T) {
 	}
 	h.expect(ExitOK, "plan") // the scaffold loads cleanly
 }
+
+// TestTenRunnersBuildOnce: ten init containers starting together build the
+// template once and clone the working database once; all succeed.
+func TestTenRunnersBuildOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, twoFiles)
+	type outcome struct {
+		code int
+		logs string
+	}
+	results := make(chan outcome, 10)
+	for range 10 {
+		go func() {
+			code, _, logs := h.run("init")
+			results <- outcome{code, logs}
+		}()
+	}
+	built, created := 0, 0
+	for range 10 {
+		o := <-results
+		if o.code != ExitOK {
+			t.Fatalf("a runner exited %d:\n%s", o.code, o.logs)
+		}
+		built += strings.Count(o.logs, "template_state=built")
+		created += strings.Count(o.logs, "database_state=created")
+	}
+	if built != 1 || created != 1 {
+		t.Fatalf("template built %d times, working database created %d times; want 1 and 1", built, created)
+	}
+}
+
+// TestLeftoversRemoved: a build database left by a killed runner is removed
+// by the next run, even one that has nothing else to do.
+func TestLeftoversRemoved(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, twoFiles)
+	h.expect(ExitOK)
+	leftover := h.template + "_build_0badc0de"
+	testdb.Exec(t, testdb.Server(t), "CREATE DATABASE "+pgx.Identifier{leftover}.Sanitize())
+	_, logs := h.expect(ExitOK)
+	if !strings.Contains(logs, "dropping leftover") {
+		t.Fatalf("leftover not reported:\n%s", logs)
+	}
+	if n := query[int64](t, h.db("postgres"), `SELECT count(*) FROM pg_database WHERE datname = $1`, leftover); n != 0 {
+		t.Fatal("leftover build database still there")
+	}
+}
