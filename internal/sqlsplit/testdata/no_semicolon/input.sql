@@ -1,0 +1,3 @@
+-- a file without any semicolon
+SELECT now()
+-- trailing comment
