@@ -95,13 +95,18 @@ func (r *run) initWorking(ctx context.Context, p *provision.Provisioner) (state 
 		exists = false
 	}
 	if !exists {
-		if err := r.cloneLocked(ctx, p, name); err != nil {
+		created, err := r.cloneLocked(ctx, p, name)
+		if err != nil {
 			return "", 0, err
 		}
-		if r.cfg.Reset {
+		switch {
+		case created && r.cfg.Reset:
 			return "reset", 0, nil
+		case created:
+			return "created", 0, nil
 		}
-		return "created", 0, nil
+		// Another runner cloned it while we waited for the lock: bring it up
+		// to date like any existing database (normally nothing to do).
 	}
 	target, err := dbconn.Connect(ctx, dbconn.ForDatabase(p.Maint.Config(), name), dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
 	if err != nil {
@@ -120,22 +125,23 @@ func (r *run) initWorking(ctx context.Context, p *provision.Provisioner) (state 
 }
 
 // cloneLocked clones under the lock, so that two runners do not both try.
-func (r *run) cloneLocked(ctx context.Context, p *provision.Provisioner, name string) error {
+// It reports false when another runner created the database first.
+func (r *run) cloneLocked(ctx context.Context, p *provision.Provisioner, name string) (bool, error) {
 	unlock, err := p.Lock.Lock(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() { _ = unlock(context.WithoutCancel(ctx)) }()
 	exists, err := p.Exists(ctx, name)
 	if err != nil || exists {
-		return err
+		return false, err
 	}
 	t0 := time.Now()
 	if err := p.Clone(ctx, r.cfg.Template, name); err != nil {
-		return err
+		return false, err
 	}
 	r.log.Info("cloned database from template", "database", name, "template", r.cfg.Template, "duration_ms", time.Since(t0).Milliseconds())
-	return nil
+	return true, nil
 }
 
 func cmdClone(fs *flag.FlagSet) func(context.Context, *run, []string) error {
