@@ -70,6 +70,11 @@ FROM pg_database WHERE starts_with(datname, $1) OR starts_with(datname, $2)`, db
 			if err != nil || time.Since(time.Unix(sec, 0)) < maxAge {
 				continue
 			}
+			// A long test still using it, or someone inspecting a kept one.
+			var sessions int
+			if err := p.Maint.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, d.name).Scan(&sessions); err != nil || sessions > 0 {
+				continue
+			}
 			if err := p.Drop(ctx, d.name); err != nil {
 				return err
 			}

@@ -403,3 +403,102 @@ func TestDeferredConstraintFailsTheFile(t *testing.T) {
 		t.Fatal("the file was half-applied")
 	}
 }
+
+// TestNoTransactionFileSessionState: a no-transaction file that changes the
+// role or turns off synchronous commit still gets its history written as the
+// connecting user, durably; the next file starts clean.
+func TestNoTransactionFileSessionState(t *testing.T) {
+	t.Parallel()
+	cc := testdb.New(t)
+	role := "r_" + testdb.Name(t)[len(testdb.Name(t))-8:]
+	testdb.Exec(t, cc, "CREATE ROLE "+role)
+	t.Cleanup(func() { testdb.Exec(t, testdb.Server(t), "DROP ROLE IF EXISTS "+role) })
+	set := load(t, map[string]string{
+		"001_a.sql": "-- dbinit:no-transaction\nSET synchronous_commit = remote_apply;\nSET ROLE " + role + ";\nSELECT 1;",
+		"002_b.sql": "CREATE TABLE b AS SELECT current_user::text AS who, current_setting('synchronous_commit') AS sc;",
+	})
+	conn := testdb.Conn(t, cc)
+	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := scalar[string](t, conn, `SELECT who || ' ' || sc FROM b`); strings.Contains(got, role) || strings.Contains(got, "remote_apply") {
+		t.Fatalf("002 ran with 001's session: %s", got)
+	}
+	if got := scalar[string](t, conn, `SELECT string_agg(state, ',' ORDER BY version) FROM dbinit.schema_migrations`); got != "applied,applied" {
+		t.Fatalf("history = %s", got)
+	}
+}
+
+// TestFileChangingStringSettings: a file may change standard_conforming_strings
+// and client_encoding; its history row is still written.
+func TestFileChangingStringSettings(t *testing.T) {
+	t.Parallel()
+	set := load(t, map[string]string{
+		"001_a.sql": "SET standard_conforming_strings = off;\nSET client_encoding = 'LATIN1';\nCREATE TABLE a (id int);",
+		"002_b.sql": "CREATE TABLE b (id int);",
+	})
+	conn := testdb.Conn(t, testdb.New(t))
+	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := scalar[int64](t, conn, `SELECT count(*) FROM dbinit.schema_migrations`); n != 2 {
+		t.Fatalf("history rows = %d", n)
+	}
+}
+
+// TestPartialWithNothingLeft: deleting the failed tail of a partial file
+// completes it on the next run instead of leaving it partial forever.
+func TestPartialWithNothingLeft(t *testing.T) {
+	t.Parallel()
+	conn := testdb.Conn(t, testdb.New(t))
+	file := "-- dbinit:no-transaction\nCREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY t_a ON t (a);\nCREATE INDEX CONCURRENTLY t_x ON t (nope);\n"
+	if _, err := newMigrator(t, load(t, map[string]string{"001_ix.sql": file})).Up(ctx(t), conn, 0); err == nil {
+		t.Fatal("want an error")
+	}
+	trimmed := strings.Replace(file, "CREATE INDEX CONCURRENTLY t_x ON t (nope);\n", "", 1)
+	set := load(t, map[string]string{"001_ix.sql": trimmed, "002_next.sql": "CREATE TABLE n (id int);"})
+	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := scalar[string](t, conn, `SELECT string_agg(state || ':' || statements_done, ',' ORDER BY version) FROM dbinit.schema_migrations`); got != "applied:2,applied:1" {
+		t.Fatalf("history = %s", got)
+	}
+	if st, err := newMigrator(t, set).Status(ctx(t), conn); err != nil || st[0].State != migrate.StateApplied {
+		t.Fatalf("status = %+v %v", st, err)
+	}
+}
+
+// TestErrorStatementNumbers: a syntax error names its own statement even
+// though the server parsed the whole file first; an error raised in a
+// function called from a DO block is placed on the DO block's line.
+func TestErrorStatementNumbers(t *testing.T) {
+	t.Parallel()
+	set := load(t, map[string]string{"001_a.sql": "SELECT 1;\nSELECT 2;\nSELEC 3;\n"})
+	conn := testdb.Conn(t, testdb.New(t))
+	_, err := newMigrator(t, set).Up(ctx(t), conn, 0)
+	var se *migrate.SQLError
+	if !errors.As(err, &se) || se.Statement != 3 || se.Line != 3 {
+		t.Fatalf("err = %v (statement %d)", err, se.Statement)
+	}
+	set = load(t, map[string]string{"001_a.sql": "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'boom'; END $$;\nDO $$\nBEGIN\n  PERFORM 1;\n  PERFORM f();\nEND $$;"})
+	conn = testdb.Conn(t, testdb.New(t))
+	_, err = newMigrator(t, set).Up(ctx(t), conn, 0)
+	if !errors.As(err, &se) || se.Line != 5 || se.Col != 3 {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestEnumValueAcrossFiles: a file may use what the file before it
+// committed (an enum value), in the template build exactly as in up.
+func TestEnumValueAcrossFiles(t *testing.T) {
+	t.Parallel()
+	set := load(t, map[string]string{
+		"001_type.sql":  "CREATE TYPE status AS ENUM ('new');",
+		"002_value.sql": "ALTER TYPE status ADD VALUE 'done';",
+		"003_use.sql":   "CREATE TABLE s (v status DEFAULT 'done');\nINSERT INTO s VALUES ('done');",
+	})
+	conn := testdb.Conn(t, testdb.New(t))
+	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -141,11 +141,24 @@ func caretPad(line string, col int) string {
 // failing statement; base is the byte offset in the script of the text that
 // was sent (0 when the whole file was sent, the statement's offset when
 // statements run one by one).
-func newSQLError(s *Script, version int64, stmt int, base int, pgErr *pgconn.PgError) *SQLError {
+func newSQLError(s *Script, version int64, stmt int, base int, bytePositions bool, pgErr *pgconn.PgError) *SQLError {
 	off := -1
 	if pgErr.Position > 0 {
 		sent := s.SQL[base:]
-		off = base + sqlsplit.RuneToByte(sent, int(pgErr.Position)-1)
+		if bytePositions {
+			off = base + min(int(pgErr.Position)-1, len(sent))
+		} else {
+			off = base + sqlsplit.RuneToByte(sent, int(pgErr.Position)-1)
+		}
+		// The server parses a whole multi-statement string before running
+		// any of it, so a syntax error says nothing about which statement
+		// ran last: find the statement from the place.
+		for i, st := range s.Statements {
+			// An error at the end of input belongs to the last statement.
+			if off >= st.Offset && (off < st.Offset+len(st.Text) || i == len(s.Statements)-1) {
+				stmt = i
+			}
+		}
 	} else if stmt >= 0 && stmt < len(s.Statements) {
 		// Errors at run time (constraint violations, RAISE in a DO block) carry
 		// no position: point at the line of the DO block that raised, or else
@@ -165,7 +178,7 @@ func newSQLError(s *Script, version int64, stmt int, base int, pgErr *pgconn.PgE
 }
 
 var (
-	doLineRE   = regexp.MustCompile(`^PL/pgSQL function inline_code_block line ([0-9]+) `)
+	doLineRE   = regexp.MustCompile(`PL/pgSQL function inline_code_block line ([0-9]+) `)
 	doBodyRE   = regexp.MustCompile(`(?is)^DO\s+(?:LANGUAGE\s+\S+\s+)?(\$[A-Za-z_0-9]*\$|E?')`)
 	indentedRE = regexp.MustCompile(`^[ \t]*`)
 )
@@ -174,11 +187,13 @@ var (
 // the statement of the line PL/pgSQL names in the error's context ("line 3"
 // counts from the line the body's quote opens on).
 func doBlockLine(st sqlsplit.Statement, where string) (int, bool) {
-	m := doLineRE.FindStringSubmatch(where)
-	if m == nil {
+	// The DO block is the outermost frame: the last one in CONTEXT, below
+	// the functions it called.
+	all := doLineRE.FindAllStringSubmatch(where, -1)
+	if all == nil {
 		return 0, false
 	}
-	n, _ := strconv.Atoi(m[1])
+	n, _ := strconv.Atoi(all[len(all)-1][1])
 	text := st.Text[st.Start:]
 	body := doBodyRE.FindStringSubmatchIndex(text)
 	if body == nil || n < 1 {

@@ -43,7 +43,7 @@ var DefaultLockKey = LockKey("migrate")
 type AdvisoryLock struct {
 	Conn    *pgx.Conn     // connection that will hold the lock for the run
 	Key     int64         // DefaultLockKey, or LockKey("my-suite")
-	Timeout time.Duration // how long to wait for another runner, 5m
+	Timeout time.Duration // how long to wait for another runner, 5m (the default when 0)
 	Logger  *slog.Logger  // where to say who holds the lock while waiting; nil = silent
 	// LogEvery is how often to report the holder while waiting; 0 = 5s.
 	LogEvery time.Duration
@@ -59,8 +59,12 @@ func (l *AdvisoryLock) Lock(ctx context.Context) (func(context.Context) error, e
 	if logEvery <= 0 {
 		logEvery = 5 * time.Second
 	}
+	timeout := l.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
 	start := time.Now()
-	deadline := start.Add(l.Timeout)
+	deadline := start.Add(timeout)
 	lastLog := start
 	for attempt := 0; ; attempt++ {
 		var got bool

@@ -9,11 +9,11 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// resetSession undoes what a file may have changed in the session (SET,
+// resetSQL undoes what a file may have changed in the session (SET,
 // SET ROLE, SET SESSION AUTHORIZATION), so every file starts as if it had a
 // session of its own, as it had when psql loaded each file, and the history
 // row is written as the connecting user.
-var resetSession = []string{"RESET ALL", "RESET ROLE", "RESET SESSION AUTHORIZATION"}
+const resetSQL = "RESET ALL; RESET ROLE; RESET SESSION AUTHORIZATION"
 
 // run executes a plan's steps in order. It stops at the first failure; files
 // before it stay applied.
@@ -22,8 +22,12 @@ func (m *Migrator) run(ctx context.Context, conn *pgx.Conn, plan *Plan, res *Res
 	defer func() {
 		// Asynchronous commits must reach the disk before the run reports
 		// anything, success or failure.
-		if ferr := r.flush(ctx); ferr != nil && err == nil {
-			err = ferr
+		if ferr := r.flush(ctx); ferr != nil {
+			if err == nil {
+				err = ferr
+			} else {
+				m.log.Error("could not make the files applied before the failure durable; the server writes them out within a second unless it crashes first", "error", ferr)
+			}
 		}
 		if r.tx != nil {
 			_ = r.tx.Rollback(context.WithoutCancel(ctx))
@@ -112,15 +116,21 @@ func (r *runner) transactional(ctx context.Context, st Step, commit, last bool) 
 		r.rollback(ctx)
 		return done, r.placeError(st, done, 0, err)
 	}
-	// One round trip, sent with the simple protocol: nothing may be
-	// prepared before the reset, or a file's SET ROLE would decide whether
-	// the history insert is allowed.
-	q := joinStatements(resetSession)
+	// Undo what the file did to the session before the history row is
+	// written: its SET ROLE must not decide whether the insert is allowed,
+	// and pgx interpolates parameters only while standard_conforming_strings
+	// is on and client_encoding is UTF8, which the file may have changed.
+	if _, err := r.tx.Exec(ctx, resetSQL); err != nil {
+		r.rollback(ctx)
+		return done, fmt.Errorf("%s: reset session: %w", st.Script.Path, err)
+	}
+	// Sent with the simple protocol in one round trip; nothing is prepared.
+	q := ""
 	// Down files always commit durably: the flush at the end of a run needs
 	// a history row to write, and a run of downs may leave none.
 	async := commit && !last && !st.Down
 	if async {
-		q += "SET LOCAL synchronous_commit = off;"
+		q = "SET LOCAL synchronous_commit = off;"
 	}
 	var args []any
 	if st.Down {
@@ -172,55 +182,67 @@ func (r *runner) rollback(ctx context.Context) {
 
 // statementByStatement runs a no-transaction file one statement at a time,
 // recording progress after each, so a failure can resume where it stopped.
-// Statements run with the session's own (durable) commit setting: a statement
-// like CREATE INDEX CONCURRENTLY must never survive a crash while the row
-// saying it ran is lost.
+// Every history write commits durably: a statement like CREATE INDEX
+// CONCURRENTLY must never survive a crash while the row saying it ran is lost.
 func (r *runner) statementByStatement(ctx context.Context, st Step) (int, error) {
 	s := st.Script
 	ran := 0
+	t0 := time.Now()
 	for i := st.ResumeAt; i < len(s.Statements); i++ {
 		stmt := s.Statements[i]
-		t0 := time.Now()
+		ts := time.Now()
 		if _, err := r.conn.PgConn().Exec(ctx, stmt.Text).ReadAll(); err != nil {
 			// The row recorded after the previous statement already says
 			// where to resume.
 			return ran, r.placeError(st, i, stmt.Offset, err)
 		}
 		ran++
-		if st.Down {
-			continue
+		if st.Down || i+1 == len(s.Statements) {
+			continue // the final row is written below
 		}
-		if err := r.recordProgress(ctx, st, i+1, time.Since(t0)); err != nil {
-			return ran, err
+		rec := record{m: st.Migration, state: StatePartial, done: i + 1, prefix: PrefixChecksum(s, i+1), durationMS: time.Since(ts).Milliseconds()}
+		if err := r.writeHistory(ctx, recordSQL, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
+			return ran, fmt.Errorf("%s: record progress after statement %d: %w", s.Path, i+1, err)
 		}
 	}
-	if _, err := r.conn.Exec(ctx, joinStatements(resetSession)); err != nil {
+	if _, err := r.conn.Exec(ctx, resetSQL); err != nil {
 		return ran, fmt.Errorf("%s: reset session: %w", s.Path, err)
 	}
 	if st.Down {
-		if _, err := r.conn.Exec(ctx, deleteSQL, st.Migration.Version); err != nil {
+		if err := r.writeHistory(ctx, deleteSQL, st.Migration.Version); err != nil {
 			return ran, fmt.Errorf("%s: record history: %w", s.Path, err)
 		}
 		return ran, nil
+	}
+	// Written even when nothing was left to run (a partial file whose
+	// failed tail was deleted), so the file does not stay partial.
+	rec := record{m: st.Migration, state: StateApplied, done: len(s.Statements), durationMS: time.Since(t0).Milliseconds()}
+	if err := r.writeHistory(ctx, recordSQL, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
+		return ran, fmt.Errorf("%s: record history: %w", s.Path, err)
 	}
 	r.dirty = false // a durable commit flushes every earlier one
 	r.lastRow = st.Migration
 	return ran, nil
 }
 
-func (r *runner) recordProgress(ctx context.Context, st Step, done int, d time.Duration) error {
-	s := st.Script
-	rec := record{m: st.Migration, state: StatePartial, done: done, prefix: PrefixChecksum(s, done), durationMS: d.Milliseconds()}
-	if done == len(s.Statements) {
-		rec.state, rec.prefix = StateApplied, ""
-	}
-	// Progress must be written even when the run is being cancelled.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+// historyGuard makes a history write independent of the session state a
+// no-transaction file left behind (SET ROLE, SET synchronous_commit = off,
+// another client_encoding); SET LOCAL ends with the transaction, so the
+// file's own settings apply again to its next statement.
+const historyGuard = "SET LOCAL SESSION AUTHORIZATION DEFAULT; SET LOCAL ROLE NONE; SET LOCAL synchronous_commit = on; SET LOCAL client_encoding = 'UTF8'"
+
+// writeHistory writes one history change in a durable transaction of its
+// own. It is done even when the run is being cancelled.
+func (r *runner) writeHistory(ctx context.Context, sql string, args ...any) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if _, err := r.conn.Exec(ctx, recordSQL, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
-		return fmt.Errorf("%s: record progress after statement %d: %w", s.Path, done, err)
-	}
-	return nil
+	return pgx.BeginFunc(ctx, r.conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, historyGuard); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, sql, args...)
+		return err
+	})
 }
 
 // flush makes asynchronous commits durable with one synchronous commit that
@@ -229,9 +251,7 @@ func (r *runner) flush(ctx context.Context) error {
 	if !r.dirty || r.lastRow == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	_, err := r.conn.Exec(ctx, `UPDATE dbinit.schema_migrations SET applied_at = applied_at WHERE version = $1`, r.lastRow.Version)
+	err := r.writeHistory(ctx, `UPDATE dbinit.schema_migrations SET applied_at = applied_at WHERE version = $1`, r.lastRow.Version)
 	if err != nil {
 		return fmt.Errorf("flush history to disk: %w", err)
 	}
@@ -247,7 +267,9 @@ func (r *runner) placeError(st Step, stmt, base int, err error) error {
 	if !ok {
 		return fmt.Errorf("%s: %w", st.Script.Path, err)
 	}
-	return newSQLError(st.Script, st.Migration.Version, stmt, base, pgErr)
+	// In a SQL_ASCII database the server counts positions in bytes.
+	bytes := r.conn.PgConn().ParameterStatus("server_encoding") == "SQL_ASCII"
+	return newSQLError(st.Script, st.Migration.Version, stmt, base, bytes, pgErr)
 }
 
 // execCounting sends sql with the simple protocol, which runs several
@@ -264,12 +286,4 @@ func execCounting(ctx context.Context, pgc *pgconn.PgConn, sql string) (int, err
 		done++
 	}
 	return done, mrr.Close()
-}
-
-func joinStatements(qs []string) string {
-	out := ""
-	for _, q := range qs {
-		out += q + ";"
-	}
-	return out
 }

@@ -441,3 +441,36 @@ func TestLeftoversRemoved(t *testing.T) {
 		t.Fatal("leftover build database still there")
 	}
 }
+
+// TestTemplateNameOfSomebodyElsesDatabase: dbinit never replaces (and so
+// drops) a database it did not make.
+func TestTemplateNameOfSomebodyElsesDatabase(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, twoFiles)
+	srv := testdb.Server(t)
+	testdb.Exec(t, srv, "CREATE DATABASE "+pgx.Identifier{h.template}.Sanitize())
+	cc := h.maint.Copy()
+	cc.Database = h.template
+	testdb.Exec(t, cc, "CREATE TABLE customers (id int); INSERT INTO customers VALUES (1)")
+	_, logs := h.expect(ExitUsage)
+	if !strings.Contains(logs, "was not made by dbinit") {
+		t.Fatalf("stderr:\n%s", logs)
+	}
+	if n := query[int64](t, h.db(h.template), `SELECT count(*) FROM customers`); n != 1 {
+		t.Fatal("somebody else's database was touched")
+	}
+	h.env["DBINIT_TEMPLATE"] = "template1"
+	h.expect(ExitUsage)
+}
+
+// TestInitAppliesEnumValueAcrossFiles: the template build commits per file,
+// as up does, so a file can use an enum value the file before it added.
+func TestInitAppliesEnumValueAcrossFiles(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, map[string]string{
+		"001_type.sql":  "CREATE TYPE status AS ENUM ('new');",
+		"002_value.sql": "ALTER TYPE status ADD VALUE 'done';",
+		"003_use.sql":   "CREATE TABLE s (v status DEFAULT 'done');\nINSERT INTO s VALUES ('done');",
+	})
+	h.expect(ExitOK)
+}

@@ -86,55 +86,72 @@ func (r *run) initWorking(ctx context.Context, p *provision.Provisioner) (state 
 	if err != nil {
 		return "", 0, err
 	}
-	if exists && r.cfg.Reset {
-		r.log.Warn("DBINIT_RESET=true: DROPPING the working database and every row in it, then cloning it again from the template",
-			"database", name)
-		if err := p.Drop(ctx, name); err != nil {
-			return "", 0, err
+	state = "unchanged"
+	if !exists || r.cfg.Reset {
+		if r.cfg.Reset && exists {
+			r.log.Warn("DBINIT_RESET=true: DROPPING the working database and every row in it, then cloning it again from the template",
+				"database", name)
 		}
-		exists = false
-	}
-	if !exists {
-		created, err := r.cloneLocked(ctx, p, name)
+		created, err := r.cloneLocked(ctx, p, name, r.cfg.Reset)
 		if err != nil {
 			return "", 0, err
 		}
 		switch {
 		case created && r.cfg.Reset:
-			return "reset", 0, nil
+			state = "reset"
 		case created:
-			return "created", 0, nil
+			state = "created"
 		}
-		// Another runner cloned it while we waited for the lock: bring it up
-		// to date like any existing database (normally nothing to do).
 	}
-	target, err := dbconn.Connect(ctx, dbconn.ForDatabase(p.Maint.Config(), name), dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
+	// Also after a clone: another runner with other files (an older image)
+	// may have rebuilt the template between our build and our clone. Up
+	// takes no lock when nothing is pending, which is the normal case.
+	applied, err := r.catchUp(ctx, p, name)
 	if err != nil {
 		return "", 0, err
+	}
+	if applied > 0 && state == "unchanged" {
+		state = "updated"
+	}
+	return state, applied, nil
+}
+
+// catchUp applies what is pending to database name.
+func (r *run) catchUp(ctx context.Context, p *provision.Provisioner, name string) (int, error) {
+	target, err := dbconn.Connect(ctx, dbconn.ForDatabase(p.Maint.Config(), name), dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
+	if err != nil {
+		return 0, err
 	}
 	defer target.Close(context.WithoutCancel(ctx))
 	m := migrate.New(p.Set, migrate.Options{Logger: r.log, Locker: p.Lock, AllowOutOfOrder: r.cfg.AllowOutOfOrder, Version: version()})
 	res, err := m.Up(ctx, target, 0)
 	if err != nil {
-		return "", 0, err
+		return 0, err
 	}
-	if len(res.FilesExecuted) == 0 {
-		return "unchanged", 0, nil
-	}
-	return "updated", len(res.FilesExecuted), nil
+	return len(res.FilesExecuted), nil
 }
 
-// cloneLocked clones under the lock, so that two runners do not both try.
-// It reports false when another runner created the database first.
-func (r *run) cloneLocked(ctx context.Context, p *provision.Provisioner, name string) (bool, error) {
+// cloneLocked clones under the lock, so that two runners do not both try
+// and a drop (replace) never ends another runner's session mid-migration.
+// It reports false when the database already existed and replace is off.
+func (r *run) cloneLocked(ctx context.Context, p *provision.Provisioner, name string, replace bool) (bool, error) {
 	unlock, err := p.Lock.Lock(ctx)
 	if err != nil {
 		return false, err
 	}
 	defer func() { _ = unlock(context.WithoutCancel(ctx)) }()
 	exists, err := p.Exists(ctx, name)
-	if err != nil || exists {
+	if err != nil {
 		return false, err
+	}
+	if exists && !replace {
+		return false, nil
+	}
+	if exists {
+		if err := p.Drop(ctx, name); err != nil {
+			return false, err
+		}
+		r.log.Warn("dropped database to clone it again", "database", name)
 	}
 	t0 := time.Now()
 	if err := p.Clone(ctx, r.cfg.Template, name); err != nil {
@@ -174,17 +191,18 @@ func cmdClone(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if exists && !*replace {
 			return &usageError{fmt.Sprintf("dbinit clone: database %q already exists; add --replace to drop and re-create it", name)}
 		}
-		if exists {
-			r.log.Warn("clone --replace: dropping existing database", "database", name)
-			if err := p.Drop(ctx, name); err != nil {
-				return err
-			}
-		}
-		t0 := time.Now()
-		if err := p.Clone(ctx, r.cfg.Template, name); err != nil {
+		created, err := r.cloneLocked(ctx, p, name, *replace)
+		if err != nil {
 			return err
 		}
-		r.log.Info("cloned", "database", name, "template", r.cfg.Template, "duration_ms", time.Since(t0).Milliseconds())
+		if !created {
+			return &usageError{fmt.Sprintf("dbinit clone: database %q was created by another runner meanwhile", name)}
+		}
+		// The template may have been rebuilt from other files between the
+		// build and the clone; catch up, normally a no-op.
+		if _, err := r.catchUp(ctx, p, name); err != nil {
+			return err
+		}
 		fmt.Fprintln(r.stdout, name)
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -210,20 +211,31 @@ func (c *Config) libpqConnString() (string, error) {
 // the raw connection URL.
 func (c *Config) Secrets() []string {
 	var s []string
-	if c.DatabaseURL != "" {
-		s = append(s, c.DatabaseURL)
-		if u, err := url.Parse(c.DatabaseURL); err == nil && u.User != nil {
-			if p, ok := u.User.Password(); ok {
-				s = append(s, p, url.QueryEscape(p), url.PathEscape(p))
-			}
+	add := func(p string) {
+		if p != "" {
+			// Also as log handlers and URLs escape it.
+			s = append(s, p, url.QueryEscape(p), url.PathEscape(p), strings.Trim(strconv.Quote(p), `"`))
 		}
 	}
-	if p := c.env["PGPASSWORD"]; p != "" {
-		s = append(s, p)
+	if c.DatabaseURL != "" {
+		s = append(s, c.DatabaseURL)
+		if u, err := url.Parse(c.DatabaseURL); err == nil {
+			if u.User != nil {
+				p, _ := u.User.Password()
+				add(p)
+			}
+			add(u.Query().Get("password"))
+			add(u.Query().Get("sslpassword"))
+		}
+		if cc, err := pgx.ParseConfig(c.DatabaseURL); err == nil {
+			add(cc.Password) // keyword/value strings: password=...
+		}
 	}
+	add(c.env["PGPASSWORD"])
+	add(c.env["PGSSLPASSWORD"])
 	if c.PasswordFile != "" {
-		if p, err := readSecret(c.PasswordFile); err == nil && p != "" {
-			s = append(s, p)
+		if p, err := readSecret(c.PasswordFile); err == nil {
+			add(p)
 		}
 	}
 	return s

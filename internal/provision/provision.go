@@ -21,7 +21,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/savvi-studio/dbinit/internal/config"
 	"github.com/savvi-studio/dbinit/internal/dbconn"
 	"github.com/savvi-studio/dbinit/migrate"
 )
@@ -86,6 +88,9 @@ func (p *Provisioner) EnsureTemplate(ctx context.Context, name string) (*Templat
 	if err != nil {
 		return nil, err
 	}
+	if err := p.checkOurs(name, ti); err != nil {
+		return nil, err
+	}
 	if ti.complete(hash) {
 		leftovers, err := p.leftovers(ctx, name)
 		if err != nil || len(leftovers) == 0 {
@@ -100,11 +105,12 @@ func (p *Provisioner) EnsureTemplate(ctx context.Context, name string) (*Templat
 	defer func() { _ = unlock(context.WithoutCancel(ctx)) }()
 	// Under the lock nobody else builds, so every build database left is
 	// from a runner that died.
-	if err := p.dropLeftovers(ctx, name); err != nil {
-		return nil, err
-	}
+	p.dropLeftovers(ctx, name)
 	// Another runner may have built it while we waited for the lock.
 	if ti, err = p.inspect(ctx, name); err != nil {
+		return nil, err
+	}
+	if err := p.checkOurs(name, ti); err != nil {
 		return nil, err
 	}
 	if ti.complete(hash) {
@@ -114,6 +120,18 @@ func (p *Provisioner) EnsureTemplate(ctx context.Context, name string) (*Templat
 	res, err := p.build(ctx, name, hash, ti)
 	out.Built, out.Result, out.Duration = true, res, time.Since(start)
 	return out, err
+}
+
+// checkOurs refuses to build over a database dbinit did not make: a wrong
+// DBINIT_TEMPLATE must never replace (and so drop) somebody's data.
+func (p *Provisioner) checkOurs(name string, ti templateInfo) error {
+	switch {
+	case name == "template0" || name == "template1" || name == "postgres" || name == p.Maint.Config().Database:
+		return &config.Error{Msg: fmt.Sprintf("template name %q is a database PostgreSQL or dbinit needs for itself; choose another DBINIT_TEMPLATE", name)}
+	case ti.exists && !strings.HasPrefix(ti.comment, commentPrefix):
+		return &config.Error{Msg: fmt.Sprintf("database %q exists and was not made by dbinit (its comment does not start with %q); dbinit will not replace it: choose another DBINIT_TEMPLATE, or drop it yourself", name, commentPrefix)}
+	}
+	return nil
 }
 
 // leftoverRE matches the databases a build makes besides the template.
@@ -156,18 +174,27 @@ func (p *Provisioner) leftovers(ctx context.Context, name string) ([]string, err
 	return out, nil
 }
 
-func (p *Provisioner) dropLeftovers(ctx context.Context, name string) error {
+// dropLeftovers removes build databases of runners that died. One with a
+// session is in use (a runner locking on another maintenance database, which
+// dbinit's lock cannot see) and is left alone; one that cannot be dropped is
+// reported and does not stop the run.
+func (p *Provisioner) dropLeftovers(ctx context.Context, name string) {
 	left, err := p.leftovers(ctx, name)
 	if err != nil {
-		return err
+		p.log().Warn("could not list leftover builds", "error", err)
+		return
 	}
 	for _, db := range left {
+		var sessions int
+		if err := p.Maint.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, db).Scan(&sessions); err != nil || sessions > 0 {
+			p.log().Warn("leaving a build database that is in use", "database", db, "sessions", sessions)
+			continue
+		}
 		p.log().Info("dropping leftover of an interrupted build", "database", db)
 		if err := p.drop(ctx, db); err != nil {
-			return err
+			p.log().Warn("could not drop a leftover build", "database", db, "error", err)
 		}
 	}
-	return nil
 }
 
 // build applies the whole set to a fresh database and swaps it in.
@@ -202,10 +229,12 @@ func (p *Provisioner) migrateBuild(ctx context.Context, buildName string) (*migr
 	defer conn.Close(context.WithoutCancel(ctx))
 	m := migrate.New(p.Set, migrate.Options{
 		Logger:            p.log(),
-		Locker:            noLock{}, // the build database is private, and we hold the lock
-		Version:           p.Version,
-		Runner:            p.Runner,
-		SingleTransaction: true, // a failed build is dropped whole, so fewer commits are safe
+		Locker:  noLock{}, // the build database is private, and we hold the lock
+		Version: p.Version,
+		Runner:  p.Runner,
+		// One commit per file, as in `up`: a file may need the one before it
+		// committed (ALTER TYPE ... ADD VALUE, pending trigger events), and
+		// asynchronous commit makes the extra commits cheap.
 	})
 	return m.Up(ctx, conn, 0)
 }
@@ -229,9 +258,38 @@ func (p *Provisioner) swap(ctx context.Context, name, buildName, hash string, ol
 	}
 	comment := fmt.Sprintf("%s; set=%s; files=%d; latest=%d; built=%s by dbinit %s", commentPrefix, hash,
 		len(p.Set.Migrations), p.Set.Latest(), time.Now().UTC().Format(time.RFC3339), p.Version)
-	err := pgx.BeginFunc(ctx, p.Maint, func(tx pgx.Tx) error {
-		stmts := []string{}
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = p.swapOnce(ctx, name, buildName, trash, comment, old.exists)
+		// 55006: a session still starting up on the old template, which
+		// pg_stat_activity did not show yet. End it and try again.
+		var pgErr *pgconn.PgError
+		if err == nil || attempt == 5 || !errors.As(err, &pgErr) || pgErr.Code != "55006" {
+			break
+		}
 		if old.exists {
+			if terr := p.terminate(ctx, name); terr != nil {
+				return terr
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("swap in template %s: %w", name, err)
+	}
+	p.log().Info("template ready", "template", name, "set", hash[:12])
+	if trash != "" {
+		if err := p.drop(ctx, trash); err != nil {
+			p.log().Warn("could not drop the previous template; the next run will", "database", trash, "error", err)
+		}
+	}
+	return nil
+}
+
+// swapOnce renames and marks in one transaction.
+func (p *Provisioner) swapOnce(ctx context.Context, name, buildName, trash, comment string, oldExists bool) error {
+	return pgx.BeginFunc(ctx, p.Maint, func(tx pgx.Tx) error {
+		stmts := []string{}
+		if oldExists {
 			stmts = append(stmts,
 				"ALTER DATABASE "+dbconn.Ident(name)+" IS_TEMPLATE false",
 				"ALTER DATABASE "+dbconn.Ident(name)+" RENAME TO "+dbconn.Ident(trash))
@@ -248,16 +306,6 @@ func (p *Provisioner) swap(ctx context.Context, name, buildName, hash string, ol
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("swap in template %s: %w", name, err)
-	}
-	p.log().Info("template ready", "template", name, "set", hash[:12])
-	if trash != "" {
-		if err := p.drop(ctx, trash); err != nil {
-			p.log().Warn("could not drop the previous template; the next run will", "database", trash, "error", err)
-		}
-	}
-	return nil
 }
 
 // terminate ends every session on database name and waits until they are gone.
