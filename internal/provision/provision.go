@@ -228,7 +228,7 @@ func (p *Provisioner) migrateBuild(ctx context.Context, buildName string) (*migr
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	m := migrate.New(p.Set, migrate.Options{
-		Logger:            p.log(),
+		Logger:  p.log(),
 		Locker:  noLock{}, // the build database is private, and we hold the lock
 		Version: p.Version,
 		Runner:  p.Runner,
