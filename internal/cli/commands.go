@@ -61,14 +61,9 @@ func cmdUp(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if err := noArgs("up", args); err != nil {
 			return err
 		}
-		s, err := r.session(ctx, true)
-		if err != nil {
-			return err
-		}
-		defer s.close(ctx)
-		res, err := s.migrator.Up(ctx, s.target, *to)
-		r.summary("up", res)
-		return err
+		return r.migrateWith(ctx, true, "up", func(s *session) (*migrate.Result, error) {
+			return s.migrator.Up(ctx, s.target, *to)
+		})
 	}
 }
 
@@ -82,18 +77,13 @@ func cmdDown(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if (*to >= 0) == (*steps > 0) {
 			return &usageError{"dbinit down needs exactly one of --to N or --steps K (K > 0)"}
 		}
-		s, err := r.session(ctx, false)
-		if err != nil {
-			return err
-		}
-		defer s.close(ctx)
 		opts := migrate.DownOptions{Steps: *steps}
 		if *to >= 0 {
 			opts.To = *to
 		}
-		res, err := s.migrator.Down(ctx, s.target, opts)
-		r.summary("down", res)
-		return err
+		return r.migrateWith(ctx, false, "down", func(s *session) (*migrate.Result, error) {
+			return s.migrator.Down(ctx, s.target, opts)
+		})
 	}
 }
 
@@ -220,14 +210,9 @@ func cmdBaseline(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if *v <= 0 {
 			return &usageError{"dbinit baseline needs --version N (N > 0)"}
 		}
-		s, err := r.session(ctx, false)
-		if err != nil {
-			return err
-		}
-		defer s.close(ctx)
-		res, err := s.migrator.Baseline(ctx, s.target, *v)
-		r.summary("baseline", res)
-		return err
+		return r.migrateWith(ctx, false, "baseline", func(s *session) (*migrate.Result, error) {
+			return s.migrator.Baseline(ctx, s.target, *v)
+		})
 	}
 }
 
@@ -240,12 +225,9 @@ func cmdAccept(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if err != nil || v <= 0 {
 			return &usageError{fmt.Sprintf("dbinit accept: %q is not a version number", args[0])}
 		}
-		s, err := r.session(ctx, false)
-		if err != nil {
-			return err
-		}
-		defer s.close(ctx)
-		return s.migrator.Accept(ctx, s.target, v)
+		return r.migrateWith(ctx, false, "", func(s *session) (*migrate.Result, error) {
+			return nil, s.migrator.Accept(ctx, s.target, v)
+		})
 	}
 }
 
@@ -314,6 +296,19 @@ func scaffold(dir, name string) (string, string, error) {
 		}
 	}
 	return up, down, nil
+}
+
+// migrateWith runs one migrator call on the working database and logs what
+// it did.
+func (r *run) migrateWith(ctx context.Context, create bool, what string, f func(*session) (*migrate.Result, error)) error {
+	s, err := r.session(ctx, create)
+	if err != nil {
+		return err
+	}
+	defer s.close(ctx)
+	res, err := f(s)
+	r.summary(what, res)
+	return err
 }
 
 // summary logs what a run did.
