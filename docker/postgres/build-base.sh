@@ -200,6 +200,13 @@ inputs_hash=$({
 	printf 'major=%s suite=%s variant=%s\n' "$major" "$suite" "$variant"
 } | sha256sum | cut -c1-16)
 
+# Test packages run in parallel and may ask for the same image at once: one
+# builds, the others wait and then find it up to date.
+if command -v flock >/dev/null; then
+	exec 9>"${TMPDIR:-/tmp}/dbinit-postgres-base-$major.lock"
+	flock 9
+fi
+
 old_id=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || :)
 if [[ -n $old_id && $force == 0 ]]; then
 	have=$(docker image inspect -f "{{ index .Config.Labels \"$label_prefix.inputs\" }}" "$tag" 2>/dev/null || :)
