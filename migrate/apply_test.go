@@ -502,3 +502,33 @@ func TestEnumValueAcrossFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSingleTransaction: consecutive transactional files share one
+// transaction; a failure rolls back the whole batch, and a no-transaction
+// file ends the batch before it.
+func TestSingleTransaction(t *testing.T) {
+	t.Parallel()
+	files := map[string]string{
+		"001_a.sql":  "CREATE TABLE a (id int);",
+		"002_b.sql":  "CREATE TABLE b (id int);",
+		"003_ix.sql": "-- dbinit:no-transaction\nCREATE INDEX CONCURRENTLY b_id ON b (id);",
+		"004_c.sql":  "CREATE TABLE c (id int);",
+		"005_d.sql":  "CREATE TABLE d (id int);\nSELECT nope;",
+	}
+	conn := testdb.Conn(t, testdb.New(t))
+	m := migrate.New(load(t, files), migrate.Options{SingleTransaction: true})
+	res, err := m.Up(ctx(t), conn, 0)
+	var se *migrate.SQLError
+	if !errors.As(err, &se) || se.Line != 2 {
+		t.Fatalf("err = %v", err)
+	}
+	if got := strings.Join(res.FilesExecuted, ","); got != "db/001_a.sql,db/002_b.sql,db/003_ix.sql" {
+		t.Fatalf("FilesExecuted = %s", got)
+	}
+	if got := scalar[string](t, conn, `SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'`); got != "a,b" {
+		t.Fatalf("tables = %s: 004 must roll back with 005", got)
+	}
+	if n := scalar[int64](t, conn, `SELECT count(*) FROM dbinit.schema_migrations`); n != 3 {
+		t.Fatalf("history rows = %d", n)
+	}
+}

@@ -29,10 +29,18 @@ func (m *Migrator) run(ctx context.Context, conn *pgx.Conn, plan *Plan, res *Res
 				m.log.Error("could not make the files applied before the failure durable; the server writes them out within a second unless it crashes first", "error", ferr)
 			}
 		}
-		if r.tx != nil {
-			_ = r.tx.Rollback(context.WithoutCancel(ctx))
+		if r.inTx {
+			r.rollback(ctx)
 		}
 	}()
+	// The history statements are prepared while the session is clean: a
+	// file's SET ROLE must not decide whether they can be planned.
+	if _, err := conn.Prepare(ctx, stmtRecord, recordSQL); err != nil {
+		return fmt.Errorf("prepare history insert: %w", err)
+	}
+	if _, err := conn.Prepare(ctx, stmtDelete, deleteSQL); err != nil {
+		return fmt.Errorf("prepare history delete: %w", err)
+	}
 	for i, step := range plan.Steps {
 		last := i == len(plan.Steps)-1
 		// Transactional files are grouped into one transaction only when asked
@@ -53,8 +61,8 @@ type runner struct {
 	res   *Result
 	total int
 
-	tx      pgx.Tx       // open transaction of a SingleTransaction batch
-	batch   []FileResult // files in tx, not yet committed
+	inTx    bool         // a transaction is open (SingleTransaction batches span files)
+	batch   []FileResult // files in the open transaction, not yet committed
 	dirty   bool         // an asynchronous commit has not been flushed yet
 	lastRow *Migration   // last history row committed, for the final flush
 	start   time.Time
@@ -91,7 +99,7 @@ func (r *runner) step(ctx context.Context, i int, st Step, commit, last bool) er
 	}
 	r.m.log.Info(verb, "progress", fmt.Sprintf("%d/%d", i+1, r.total), "file", st.Script.Path, "version", st.Migration.Version, "name", st.Migration.Name,
 		"statements", fr.Statements, "duration_ms", fr.Duration.Milliseconds())
-	if r.tx != nil {
+	if r.inTx {
 		r.batch = append(r.batch, fr)
 		return nil
 	}
@@ -100,61 +108,78 @@ func (r *runner) step(ctx context.Context, i int, st Step, commit, last bool) er
 	return nil
 }
 
-// transactional sends the whole file at once inside a transaction, with its
-// history row, so the server's error position is an offset into the file.
+// Names of the prepared history statements.
+const (
+	stmtRecord = "dbinit_record"
+	stmtDelete = "dbinit_delete"
+)
+
+// beginSQL opens a file's transaction in the same round trip as the file.
+const beginSQL = "BEGIN;"
+
+// transactional runs a file in a transaction with its history row, in two
+// round trips: BEGIN and the whole file at once (so the server's error
+// position is an offset into the file), then one pipelined batch that resets
+// the session, writes the history row and commits.
 func (r *runner) transactional(ctx context.Context, st Step, commit, last bool) (int, error) {
-	if r.tx == nil {
-		tx, err := r.conn.Begin(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("%s: begin: %w", st.Script.Path, err)
-		}
-		r.tx = tx
+	prefix := ""
+	if !r.inTx {
+		prefix = beginSQL
 	}
 	t0 := time.Now()
-	done, err := execCounting(ctx, r.conn.PgConn(), st.Script.SQL)
+	done, err := execCounting(ctx, r.conn.PgConn(), prefix+st.Script.SQL)
+	if prefix != "" && done > 0 {
+		done-- // BEGIN is not the file's
+	}
+	r.inTx = true // even if the file failed: ROLLBACK ends whatever BEGIN opened
 	if err != nil {
 		r.rollback(ctx)
-		return done, r.placeError(st, done, 0, err)
+		return done, r.placeError(st, done, 0, shiftPosition(err, len(prefix)))
 	}
+	b := &pgx.Batch{}
 	// Undo what the file did to the session before the history row is
-	// written: its SET ROLE must not decide whether the insert is allowed,
-	// and pgx interpolates parameters only while standard_conforming_strings
-	// is on and client_encoding is UTF8, which the file may have changed.
-	if _, err := r.tx.Exec(ctx, resetSQL); err != nil {
-		r.rollback(ctx)
-		return done, fmt.Errorf("%s: reset session: %w", st.Script.Path, err)
-	}
-	// Sent with the simple protocol in one round trip; nothing is prepared.
-	q := ""
+	// written, so every file starts as if it had a session of its own (as
+	// when psql loaded each file) and the row is written as the connecting
+	// user. The batch is pipelined: the server runs it in order.
+	b.Queue("RESET ALL")
+	b.Queue("RESET ROLE")
+	b.Queue("RESET SESSION AUTHORIZATION")
 	// Down files always commit durably: the flush at the end of a run needs
 	// a history row to write, and a run of downs may leave none.
 	async := commit && !last && !st.Down
 	if async {
-		q = "SET LOCAL synchronous_commit = off;"
+		b.Queue("SET LOCAL synchronous_commit = off")
 	}
-	var args []any
 	if st.Down {
-		q += deleteSQL
-		args = []any{pgx.QueryExecModeSimpleProtocol, st.Migration.Version}
+		b.Queue(stmtDelete, st.Migration.Version)
 	} else {
 		rec := record{m: st.Migration, state: StateApplied, done: len(st.Script.Statements), durationMS: time.Since(t0).Milliseconds()}
-		q += recordSQL
-		args = append([]any{pgx.QueryExecModeSimpleProtocol}, rec.args(r.m.opts.Runner, r.m.opts.Version)...)
+		b.Queue(stmtRecord, rec.args(r.m.opts.Runner, r.m.opts.Version)...)
 	}
-	if _, err := r.tx.Exec(ctx, q, args...); err != nil {
+	history := b.Len() - 1
+	if commit {
+		b.Queue("COMMIT")
+	}
+	br := r.conn.SendBatch(ctx, b)
+	for i := range b.Len() {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			r.rollback(ctx)
+			if i > history {
+				// A deferred constraint fails at commit: it belongs to the file.
+				return done, r.placeError(st, -1, 0, err)
+			}
+			return done, fmt.Errorf("%s: record history: %w", st.Script.Path, err)
+		}
+	}
+	if err := br.Close(); err != nil {
 		r.rollback(ctx)
 		return done, fmt.Errorf("%s: record history: %w", st.Script.Path, err)
 	}
 	if !commit {
 		return done, nil
 	}
-	if err := r.tx.Commit(ctx); err != nil {
-		r.tx = nil
-		r.batch = nil
-		// A deferred constraint fails at commit: it belongs to the file.
-		return done, r.placeError(st, -1, 0, err)
-	}
-	r.tx = nil
+	r.inTx = false
 	r.dirty = async
 	if !st.Down {
 		r.lastRow = st.Migration
@@ -167,10 +192,26 @@ func (r *runner) transactional(ctx context.Context, st Step, commit, last bool) 
 	return done, nil
 }
 
+// shiftPosition makes a server error's position relative to the file when
+// n characters were sent before it.
+func shiftPosition(err error, n int) error {
+	pgErr, ok := asPgError(err)
+	if !ok || n == 0 || pgErr.Position <= int32(n) {
+		return err
+	}
+	shifted := *pgErr
+	shifted.Position -= int32(n)
+	return &shifted
+}
+
+// rollback ends the open transaction, if any. It is done even when the run
+// is being cancelled; ROLLBACK without a transaction is harmless.
 func (r *runner) rollback(ctx context.Context) {
-	if r.tx != nil {
-		_ = r.tx.Rollback(context.WithoutCancel(ctx))
-		r.tx = nil
+	if r.inTx {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_, _ = r.conn.Exec(ctx, "ROLLBACK")
+		cancel()
+		r.inTx = false
 	}
 	// Files of a SingleTransaction batch were rolled back with the failing one.
 	for _, fr := range r.batch {
@@ -201,7 +242,7 @@ func (r *runner) statementByStatement(ctx context.Context, st Step) (int, error)
 			continue // the final row is written below
 		}
 		rec := record{m: st.Migration, state: StatePartial, done: i + 1, prefix: PrefixChecksum(s, i+1), durationMS: time.Since(ts).Milliseconds()}
-		if err := r.writeHistory(ctx, recordSQL, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
+		if err := r.writeHistory(ctx, stmtRecord, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
 			return ran, fmt.Errorf("%s: record progress after statement %d: %w", s.Path, i+1, err)
 		}
 	}
@@ -209,7 +250,7 @@ func (r *runner) statementByStatement(ctx context.Context, st Step) (int, error)
 		return ran, fmt.Errorf("%s: reset session: %w", s.Path, err)
 	}
 	if st.Down {
-		if err := r.writeHistory(ctx, deleteSQL, st.Migration.Version); err != nil {
+		if err := r.writeHistory(ctx, stmtDelete, st.Migration.Version); err != nil {
 			return ran, fmt.Errorf("%s: record history: %w", s.Path, err)
 		}
 		return ran, nil
@@ -217,7 +258,7 @@ func (r *runner) statementByStatement(ctx context.Context, st Step) (int, error)
 	// Written even when nothing was left to run (a partial file whose
 	// failed tail was deleted), so the file does not stay partial.
 	rec := record{m: st.Migration, state: StateApplied, done: len(s.Statements), durationMS: time.Since(t0).Milliseconds()}
-	if err := r.writeHistory(ctx, recordSQL, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
+	if err := r.writeHistory(ctx, stmtRecord, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
 		return ran, fmt.Errorf("%s: record history: %w", s.Path, err)
 	}
 	r.dirty = false // a durable commit flushes every earlier one

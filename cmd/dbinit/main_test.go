@@ -40,12 +40,13 @@ func TestSIGTERM(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var n int
-		_ = conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE TABLE a%pg_sleep(120)%'`).Scan(&n)
+		_ = conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%CREATE TABLE a%pg_sleep(120)%' AND pid <> pg_backend_pid()`).Scan(&n)
 		if n > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
+			cmd.Wait()
 			t.Fatalf("the migration never started:\n%s", stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
