@@ -93,11 +93,7 @@ func cmdStatus(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if err := noArgs("status", args); err != nil {
 			return err
 		}
-		set, err := migrate.LoadDir(r.cfg.Dir)
-		if err != nil {
-			return err
-		}
-		applied, exists, err := r.readHistory(ctx)
+		set, applied, exists, err := r.readHistory(ctx)
 		if err != nil {
 			return err
 		}
@@ -163,11 +159,7 @@ func cmdPlan(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if err := noArgs("plan", args); err != nil {
 			return err
 		}
-		set, err := migrate.LoadDir(r.cfg.Dir)
-		if err != nil {
-			return err
-		}
-		applied, exists, err := r.readHistory(ctx)
+		set, applied, exists, err := r.readHistory(ctx)
 		if err != nil {
 			return err
 		}
@@ -427,22 +419,27 @@ func databaseExists(ctx context.Context, conn *pgx.Conn, name string) (bool, err
 	return exists, nil
 }
 
-// readHistory reads the working database's history for status and plan,
-// which change nothing: a database that does not exist has no history.
-func (r *run) readHistory(ctx context.Context) ([]migrate.Applied, bool, error) {
+// readHistory loads the folder (before connecting) and reads the working
+// database's history, for status and plan, which change nothing: a database
+// that does not exist has no history.
+func (r *run) readHistory(ctx context.Context) (*migrate.Set, []migrate.Applied, bool, error) {
+	set, err := migrate.LoadDir(r.cfg.Dir)
+	if err != nil {
+		return nil, nil, false, err
+	}
 	cc, err := r.cfg.ConnConfig()
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	conn, err := dbconn.Connect(ctx, dbconn.ForDatabase(cc, r.cfg.Database), dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
 	var noDB *dbconn.NoDatabaseError
 	if errors.As(err, &noDB) {
-		return nil, false, nil
+		return set, nil, false, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	applied, err := migrate.ReadHistory(ctx, conn)
-	return applied, true, err
+	return set, applied, true, err
 }
