@@ -17,7 +17,7 @@ import (
 
 	"github.com/savvi-studio/dbinit/dbtest"
 	"github.com/savvi-studio/dbinit/internal/provision"
-	"github.com/savvi-studio/dbinit/internal/testpg"
+	"github.com/savvi-studio/dbinit/internal/testserver"
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
@@ -304,7 +304,7 @@ var newDBOps = []newDBOp{
 }
 
 // BenchmarkDBTestNew measures what a test waits for to get its database, on
-// the shared test server dbtest uses (testpg: TEST_DATABASE_URL or a
+// the shared test server dbtest uses (testserver: TEST_DATABASE_URL or a
 // throwaway fsync=off cluster): dbtest.New (clone, pool, ping) with each
 // STRATEGY, the raw CREATE DATABASE ... TEMPLATE of the same template, and
 // migrating an empty database from scratch. serial makes databases one after
@@ -314,7 +314,7 @@ func BenchmarkDBTestNew(b *testing.B) {
 	c := getCorpus(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	srv, err := testpg.Get(ctx)
+	srv, err := testserver.Get(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}

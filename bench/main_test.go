@@ -16,8 +16,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/savvi-studio/dbinit/internal/corpus"
-	"github.com/savvi-studio/dbinit/internal/testpg"
+	"github.com/savvi-studio/dbinit/bench/corpus"
+	"github.com/savvi-studio/dbinit/internal/testserver"
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
@@ -104,7 +104,7 @@ func getCorpus(b *testing.B) *benchCorpus {
 // server is a private throwaway cluster.
 type server struct {
 	name    string // "fsync=off" or "fsync=on"
-	cluster *testpg.Cluster
+	cluster *testserver.Cluster
 	url     string          // maintenance database over TCP with the password, as a container would connect
 	local   *pgx.ConnConfig // maintenance database over the Unix socket (trust) when there is one, else TCP
 	socket  string          // the socket's folder, "" when there is none
@@ -136,7 +136,7 @@ func getServer(b *testing.B, durable bool) *server {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// track_wal_io_timing: BenchmarkApply reports the WAL flushes of a run.
-	c, err := testpg.StartLocal(ctx, testpg.LocalOptions{Durable: durable, Settings: map[string]string{"track_wal_io_timing": "on"}})
+	c, err := testserver.StartLocal(ctx, testserver.LocalOptions{Durable: durable, Settings: map[string]string{"track_wal_io_timing": "on"}})
 	if err != nil {
 		b.Fatal(err)
 	}

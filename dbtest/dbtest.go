@@ -56,7 +56,7 @@ import (
 
 	"github.com/savvi-studio/dbinit/internal/dbconn"
 	"github.com/savvi-studio/dbinit/internal/provision"
-	"github.com/savvi-studio/dbinit/internal/testpg"
+	"github.com/savvi-studio/dbinit/internal/testserver"
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
@@ -336,7 +336,7 @@ func templateFor(t TB, o options) *template {
 		}
 		o.dir, key = abs, "dir:"+abs
 	}
-	srv := testpg.MustGet(t)
+	srv := testserver.MustGet(t)
 	if srv == nil {
 		return &template{err: fmt.Errorf("no server")}
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/savvi-studio/dbinit/internal/provision"
-	"github.com/savvi-studio/dbinit/internal/testdb"
+	"github.com/savvi-studio/dbinit/internal/emptydb"
 )
 
 // TestParallelDatabasesAreIsolated: 32 parallel tests each get a database of
@@ -52,7 +52,7 @@ func TestParallelDatabasesAreIsolated(t *testing.T) {
 			t.Errorf("%d distinct databases for 32 tests", len(names))
 		}
 		// Every database was dropped by its test's cleanup.
-		conn := testdb.Conn(t, testdb.Server(t))
+		conn := emptydb.Conn(t, emptydb.Server(t))
 		for name := range names {
 			var exists bool
 			if err := conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil || exists {
@@ -115,13 +115,13 @@ func TestFailedTestKeepsItsDatabase(t *testing.T) {
 	if strings.Contains(r.logs[0], cc.Password) {
 		t.Fatalf("password in the log line: %s", r.logs[0])
 	}
-	conn := testdb.Conn(t, testdb.Server(t))
+	conn := emptydb.Conn(t, emptydb.Server(t))
 	var exists bool
 	_ = conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, cc.Database).Scan(&exists)
 	if !exists {
 		t.Fatal("the failed test's database was dropped")
 	}
-	testdb.Drop(t, testdb.Server(t), cc.Database)
+	emptydb.Drop(t, emptydb.Server(t), cc.Database)
 
 	// KeepOnFailure(false) drops it anyway.
 	r = &recorder{name: "TestNoKeep"}
@@ -172,12 +172,12 @@ func TestChangedFileRebuildsOnce(t *testing.T) {
 
 func TestSweepRemovesOldDatabases(t *testing.T) {
 	t.Parallel()
-	srv := testdb.Server(t)
+	srv := emptydb.Server(t)
 	old := "dbt_" + strconv.FormatInt(time.Now().Add(-2*time.Hour).Unix(), 36) + "_killed_run_abcdef"
 	young := "dbt_" + strconv.FormatInt(time.Now().Unix(), 36) + "_still_running_abcdef"
-	testdb.Exec(t, srv, "CREATE DATABASE "+old)
-	testdb.Exec(t, srv, "CREATE DATABASE "+young)
-	t.Cleanup(func() { testdb.Drop(t, srv, young); testdb.Drop(t, srv, old) })
+	emptydb.Exec(t, srv, "CREATE DATABASE "+old)
+	emptydb.Exec(t, srv, "CREATE DATABASE "+young)
+	t.Cleanup(func() { emptydb.Drop(t, srv, young); emptydb.Drop(t, srv, old) })
 	tp := templateFor(t, collect(nil))
 	if tp.err != nil {
 		t.Fatal(tp.err)
@@ -186,7 +186,7 @@ func TestSweepRemovesOldDatabases(t *testing.T) {
 	if err := tp.withConn(ctx, func(p *provision.Provisioner) error { return sweep(ctx, p, tp.name) }); err != nil {
 		t.Fatal(err)
 	}
-	conn := testdb.Conn(t, srv)
+	conn := emptydb.Conn(t, srv)
 	var n int
 	_ = conn.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE datname IN ($1, $2)`, old, young).Scan(&n)
 	var youngExists bool

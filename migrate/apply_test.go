@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/savvi-studio/dbinit/internal/testdb"
+	"github.com/savvi-studio/dbinit/internal/emptydb"
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
@@ -56,7 +56,7 @@ func TestUpExampleFolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := testdb.Conn(t, testdb.New(t))
+	conn := emptydb.Conn(t, emptydb.New(t))
 	m := newMigrator(t, set)
 	res, err := m.Up(ctx(t), conn, 0)
 	if err != nil {
@@ -100,15 +100,15 @@ INSERT INTO graph.edges (source_id, target_id, kind) VALUES (1, 2, 'works_on'), 
 func TestUpNothingPendingTakesNoLock(t *testing.T) {
 	t.Parallel()
 	set := load(t, map[string]string{"001_a.sql": "CREATE TABLE a (id int);"})
-	cc := testdb.New(t)
-	conn := testdb.Conn(t, cc)
+	cc := emptydb.New(t)
+	conn := emptydb.Conn(t, cc)
 	key := migrate.LockKey(t.Name())
 	opts := migrate.Options{Locker: &migrate.AdvisoryLock{Conn: conn, Key: key, Timeout: time.Second}}
 	if _, err := migrate.New(set, opts).Up(ctx(t), conn, 0); err != nil {
 		t.Fatal(err)
 	}
 	// Another session holds the lock; a run with nothing to do must not wait for it.
-	holder := testdb.Conn(t, cc)
+	holder := emptydb.Conn(t, cc)
 	if _, err := holder.Exec(context.Background(), `SELECT pg_advisory_lock($1)`, key); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestErrorLocations(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			set := load(t, map[string]string{"001_x.sql": tt.file})
-			conn := testdb.Conn(t, testdb.New(t))
+			conn := emptydb.Conn(t, emptydb.New(t))
 			res, err := newMigrator(t, set).Up(ctx(t), conn, 0)
 			var se *migrate.SQLError
 			if !errors.As(err, &se) {
@@ -181,7 +181,7 @@ func TestFailedFileLeavesNothing(t *testing.T) {
 		"002_bad.sql":   "CREATE TABLE half (id int);\nINSERT INTO half VALUES (1);\nSELECT nope;",
 		"003_later.sql": "CREATE TABLE later (id int);",
 	})
-	conn := testdb.Conn(t, testdb.New(t))
+	conn := emptydb.Conn(t, emptydb.New(t))
 	res, err := newMigrator(t, set).Up(ctx(t), conn, 0)
 	if err == nil {
 		t.Fatal("want an error")
@@ -201,7 +201,7 @@ func TestFailedFileLeavesNothing(t *testing.T) {
 func TestNoTransactionResume(t *testing.T) {
 	t.Parallel()
 	file := "-- dbinit:no-transaction\nCREATE TABLE t (a int, b int);\nINSERT INTO t VALUES (1, 1);\nCREATE INDEX CONCURRENTLY t_c ON t (c);\nCREATE INDEX CONCURRENTLY t_b ON t (b);\n"
-	conn := testdb.Conn(t, testdb.New(t))
+	conn := emptydb.Conn(t, emptydb.New(t))
 	_, err := newMigrator(t, load(t, map[string]string{"001_ix.sql": file})).Up(ctx(t), conn, 0)
 	var se *migrate.SQLError
 	if !errors.As(err, &se) || se.Line != 4 || se.Statement != 3 {
@@ -240,7 +240,7 @@ func TestNoTransactionResume(t *testing.T) {
 
 func TestDriftStopsEverything(t *testing.T) {
 	t.Parallel()
-	conn := testdb.Conn(t, testdb.New(t))
+	conn := emptydb.Conn(t, emptydb.New(t))
 	v1 := map[string]string{"001_a.sql": "CREATE TABLE a (id int);"}
 	if _, err := newMigrator(t, load(t, v1)).Up(ctx(t), conn, 0); err != nil {
 		t.Fatal(err)
@@ -270,7 +270,7 @@ func TestDownChecksEveryFileFirst(t *testing.T) {
 		"002_b.sql": "CREATE TABLE b (id int);",
 		"003_c.sql": "CREATE TABLE c (id int);", "003_c_down.sql": "DROP TABLE c;",
 	})
-	conn := testdb.Conn(t, testdb.New(t))
+	conn := emptydb.Conn(t, emptydb.New(t))
 	m := newMigrator(t, set)
 	if _, err := m.Up(ctx(t), conn, 0); err != nil {
 		t.Fatal(err)
@@ -299,7 +299,7 @@ func TestBaseline(t *testing.T) {
 		"002_b.sql": "CREATE TABLE b (id int);",
 		"003_c.sql": "CREATE TABLE c (id int);",
 	})
-	conn := testdb.Conn(t, testdb.New(t))
+	conn := emptydb.Conn(t, emptydb.New(t))
 	// A database built the old way, by loading 001 and 002 with psql.
 	if _, err := conn.Exec(context.Background(), "CREATE TABLE a (id int); CREATE TABLE b (id int);"); err != nil {
 		t.Fatal(err)
@@ -322,15 +322,15 @@ func TestBaseline(t *testing.T) {
 // the next file or into the history row, as when psql loaded each file.
 func TestSessionResetBetweenFiles(t *testing.T) {
 	t.Parallel()
-	cc := testdb.New(t)
-	role := strings.ToLower("r_" + testdb.Name(t)[len(testdb.Name(t))-8:])
-	testdb.Exec(t, cc, "CREATE ROLE "+role)
-	t.Cleanup(func() { testdb.Exec(t, testdb.Server(t), "DROP ROLE IF EXISTS "+role) })
+	cc := emptydb.New(t)
+	role := strings.ToLower("r_" + emptydb.Name(t)[len(emptydb.Name(t))-8:])
+	emptydb.Exec(t, cc, "CREATE ROLE "+role)
+	t.Cleanup(func() { emptydb.Exec(t, emptydb.Server(t), "DROP ROLE IF EXISTS "+role) })
 	set := load(t, map[string]string{
 		"001_a.sql": "CREATE SCHEMA other;\nSET search_path = other;\nCREATE TABLE x (id int);\nSET ROLE " + role + ";\nSET statement_timeout = '1ms';",
 		"002_b.sql": "CREATE TABLE y AS SELECT current_user::text AS who, current_setting('search_path') AS path, current_setting('statement_timeout') AS st, pg_sleep(0.01)::text AS slept;",
 	})
-	conn := testdb.Conn(t, cc)
+	conn := emptydb.Conn(t, cc)
 	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +349,7 @@ func TestConcurrentRunners(t *testing.T) {
 	}
 	files["001_t1.sql"] = "CREATE TABLE counter (v int); CREATE TABLE t1 (id int); INSERT INTO counter VALUES (1);"
 	set := load(t, files)
-	cc := testdb.New(t)
+	cc := emptydb.New(t)
 	var wg sync.WaitGroup
 	errs := make([]error, 10)
 	applied := make([]int, 10)
@@ -382,7 +382,7 @@ func TestConcurrentRunners(t *testing.T) {
 	if total != 20 {
 		t.Fatalf("files applied across runners = %d, want 20", total)
 	}
-	conn := testdb.Conn(t, cc)
+	conn := emptydb.Conn(t, cc)
 	if n := scalar[int64](t, conn, `SELECT count(*) FROM counter`); n != 20 {
 		t.Fatalf("counter rows = %d: some file ran twice or not at all", n)
 	}
@@ -393,7 +393,7 @@ func TestDeferredConstraintFailsTheFile(t *testing.T) {
 	set := load(t, map[string]string{
 		"001_a.sql": "CREATE TABLE p (id int PRIMARY KEY);\nCREATE TABLE c (p int REFERENCES p DEFERRABLE INITIALLY DEFERRED);\nINSERT INTO c VALUES (42);",
 	})
-	conn := testdb.Conn(t, testdb.New(t))
+	conn := emptydb.Conn(t, emptydb.New(t))
 	_, err := newMigrator(t, set).Up(ctx(t), conn, 0)
 	var se *migrate.SQLError
 	if !errors.As(err, &se) || se.Err.Code != "23503" || !strings.HasPrefix(err.Error(), "db/001_a.sql: ERROR 23503") {
@@ -409,15 +409,15 @@ func TestDeferredConstraintFailsTheFile(t *testing.T) {
 // connecting user, durably; the next file starts clean.
 func TestNoTransactionFileSessionState(t *testing.T) {
 	t.Parallel()
-	cc := testdb.New(t)
-	role := "r_" + testdb.Name(t)[len(testdb.Name(t))-8:]
-	testdb.Exec(t, cc, "CREATE ROLE "+role)
-	t.Cleanup(func() { testdb.Exec(t, testdb.Server(t), "DROP ROLE IF EXISTS "+role) })
+	cc := emptydb.New(t)
+	role := "r_" + emptydb.Name(t)[len(emptydb.Name(t))-8:]
+	emptydb.Exec(t, cc, "CREATE ROLE "+role)
+	t.Cleanup(func() { emptydb.Exec(t, emptydb.Server(t), "DROP ROLE IF EXISTS "+role) })
 	set := load(t, map[string]string{
 		"001_a.sql": "-- dbinit:no-transaction\nSET synchronous_commit = remote_apply;\nSET ROLE " + role + ";\nSELECT 1;",
 		"002_b.sql": "CREATE TABLE b AS SELECT current_user::text AS who, current_setting('synchronous_commit') AS sc;",
 	})
-	conn := testdb.Conn(t, cc)
+	conn := emptydb.Conn(t, cc)
 	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +437,7 @@ func TestFileChangingStringSettings(t *testing.T) {
 		"001_a.sql": "SET standard_conforming_strings = off;\nSET client_encoding = 'LATIN1';\nCREATE TABLE a (id int);",
 		"002_b.sql": "CREATE TABLE b (id int);",
 	})
-	conn := testdb.Conn(t, testdb.New(t))
+	conn := emptydb.Conn(t, emptydb.New(t))
 	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -450,7 +450,7 @@ func TestFileChangingStringSettings(t *testing.T) {
 // completes it on the next run instead of leaving it partial forever.
 func TestPartialWithNothingLeft(t *testing.T) {
 	t.Parallel()
-	conn := testdb.Conn(t, testdb.New(t))
+	conn := emptydb.Conn(t, emptydb.New(t))
 	file := "-- dbinit:no-transaction\nCREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY t_a ON t (a);\nCREATE INDEX CONCURRENTLY t_x ON t (nope);\n"
 	if _, err := newMigrator(t, load(t, map[string]string{"001_ix.sql": file})).Up(ctx(t), conn, 0); err == nil {
 		t.Fatal("want an error")
@@ -474,14 +474,14 @@ func TestPartialWithNothingLeft(t *testing.T) {
 func TestErrorStatementNumbers(t *testing.T) {
 	t.Parallel()
 	set := load(t, map[string]string{"001_a.sql": "SELECT 1;\nSELECT 2;\nSELEC 3;\n"})
-	conn := testdb.Conn(t, testdb.New(t))
+	conn := emptydb.Conn(t, emptydb.New(t))
 	_, err := newMigrator(t, set).Up(ctx(t), conn, 0)
 	var se *migrate.SQLError
 	if !errors.As(err, &se) || se.Statement != 3 || se.Line != 3 {
 		t.Fatalf("err = %v (statement %d)", err, se.Statement)
 	}
 	set = load(t, map[string]string{"001_a.sql": "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'boom'; END $$;\nDO $$\nBEGIN\n  PERFORM 1;\n  PERFORM f();\nEND $$;"})
-	conn = testdb.Conn(t, testdb.New(t))
+	conn = emptydb.Conn(t, emptydb.New(t))
 	_, err = newMigrator(t, set).Up(ctx(t), conn, 0)
 	if !errors.As(err, &se) || se.Line != 5 || se.Col != 3 {
 		t.Fatalf("err = %v", err)
@@ -497,7 +497,7 @@ func TestEnumValueAcrossFiles(t *testing.T) {
 		"002_value.sql": "ALTER TYPE status ADD VALUE 'done';",
 		"003_use.sql":   "CREATE TABLE s (v status DEFAULT 'done');\nINSERT INTO s VALUES ('done');",
 	})
-	conn := testdb.Conn(t, testdb.New(t))
+	conn := emptydb.Conn(t, emptydb.New(t))
 	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -515,7 +515,7 @@ func TestSingleTransaction(t *testing.T) {
 		"004_c.sql":  "CREATE TABLE c (id int);",
 		"005_d.sql":  "CREATE TABLE d (id int);\nSELECT nope;",
 	}
-	conn := testdb.Conn(t, testdb.New(t))
+	conn := emptydb.Conn(t, emptydb.New(t))
 	m := migrate.New(load(t, files), migrate.Options{SingleTransaction: true})
 	res, err := m.Up(ctx(t), conn, 0)
 	var se *migrate.SQLError

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/savvi-studio/dbinit/internal/testdb"
+	"github.com/savvi-studio/dbinit/internal/emptydb"
 )
 
 // TestSIGTERM runs the real binary: SIGTERM during a long migration cancels
@@ -19,24 +19,24 @@ import (
 // and exits non-zero within 5 seconds.
 func TestSIGTERM(t *testing.T) {
 	t.Parallel()
-	maint := testdb.New(t)
+	maint := emptydb.New(t)
 	bin := filepath.Join(t.TempDir(), "dbinit")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "001_slow.sql"), []byte("CREATE TABLE a (id int);\nSELECT pg_sleep(120);\n"), 0o644)
-	tmpl := testdb.Name(t) + "_t"
+	tmpl := emptydb.Name(t) + "_t"
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+testdb.URL(maint), "DBINIT_DIR="+dir,
-		"DBINIT_TEMPLATE="+tmpl, "DBINIT_DATABASE="+testdb.Name(t)+"_w")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+emptydb.URL(maint), "DBINIT_DIR="+dir,
+		"DBINIT_TEMPLATE="+tmpl, "DBINIT_DATABASE="+emptydb.Name(t)+"_w")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	// Wait until the slow statement runs.
-	conn := testdb.Conn(t, testdb.Server(t))
+	conn := emptydb.Conn(t, emptydb.Server(t))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var n int

@@ -33,18 +33,18 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 
-	"github.com/savvi-studio/dbinit/internal/testpg"
+	"github.com/savvi-studio/dbinit/internal/testserver"
 )
 
 // DefaultImage is used when DBTEST_IMAGE is not set.
 const DefaultImage = "postgres:17"
 
-func init() { testpg.Register(Provider{}) }
+func init() { testserver.Register(Provider{}) }
 
 // Provider starts PostgreSQL containers for dbtest.
 type Provider struct{}
 
-// Name implements testpg.Provider.
+// Name implements testserver.Provider.
 func (Provider) Name() string { return "testcontainers" }
 
 var started struct {
@@ -52,9 +52,9 @@ var started struct {
 	c testcontainers.Container
 }
 
-// Start implements testpg.Provider: it starts a container and returns its
+// Start implements testserver.Provider: it starts a container and returns its
 // superuser URL.
-func (Provider) Start(ctx context.Context) (*testpg.Server, error) {
+func (Provider) Start(ctx context.Context) (*testserver.Server, error) {
 	image := os.Getenv("DBTEST_IMAGE")
 	if image == "" {
 		image = DefaultImage
@@ -93,7 +93,7 @@ func (Provider) Start(ctx context.Context) (*testpg.Server, error) {
 	}
 	u := url.URL{Scheme: "postgres", User: url.UserPassword("postgres", password),
 		Host: fmt.Sprintf("%s:%s", host, port.Port()), Path: "/postgres", RawQuery: "sslmode=disable"}
-	return &testpg.Server{URL: u.String(), Source: "testcontainers:" + image}, nil
+	return &testserver.Server{URL: u.String(), Source: "testcontainers:" + image}, nil
 }
 
 // hostOf is where the container's published port is reached. With a local

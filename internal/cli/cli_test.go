@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/savvi-studio/dbinit/internal/testdb"
+	"github.com/savvi-studio/dbinit/internal/emptydb"
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
@@ -29,12 +29,12 @@ type harness struct {
 
 func newHarness(t *testing.T, files map[string]string) *harness {
 	t.Helper()
-	maint := testdb.New(t)
+	maint := emptydb.New(t)
 	h := &harness{t: t, maint: maint, dir: t.TempDir()}
-	h.database = testdb.Name(t) + "_w"
-	h.template = testdb.Name(t) + "_t"
+	h.database = emptydb.Name(t) + "_w"
+	h.template = emptydb.Name(t) + "_t"
 	h.env = map[string]string{
-		"DATABASE_URL":        testdb.URL(maint),
+		"DATABASE_URL":        emptydb.URL(maint),
 		"DBINIT_DIR":          h.dir,
 		"DBINIT_DATABASE":     h.database,
 		"DBINIT_TEMPLATE":     h.template,
@@ -45,8 +45,8 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 		h.write(name, text)
 	}
 	t.Cleanup(func() {
-		srv := testdb.Server(t)
-		conn := testdb.Conn(t, srv)
+		srv := emptydb.Server(t)
+		conn := emptydb.Conn(t, srv)
 		rows, err := conn.Query(context.Background(), `SELECT datname FROM pg_database WHERE starts_with(datname, $1) OR starts_with(datname, $2)`,
 			h.database, h.template)
 		if err != nil {
@@ -97,7 +97,7 @@ func (h *harness) expect(code int, args ...string) (string, string) {
 func (h *harness) db(name string) *pgx.Conn {
 	cc := h.maint.Copy()
 	cc.Database = name
-	return testdb.Conn(h.t, cc)
+	return emptydb.Conn(h.t, cc)
 }
 
 func query[T any](t *testing.T, conn *pgx.Conn, sql string, args ...any) T {
@@ -284,7 +284,7 @@ func TestExitCodes(t *testing.T) {
 	t.Run("authentication", func(t *testing.T) {
 		cc := h.maint.Copy()
 		cc.Password = "wrong-password-123"
-		env := map[string]string{"DATABASE_URL": testdb.URL(cc)}
+		env := map[string]string{"DATABASE_URL": emptydb.URL(cc)}
 		var errb bytes.Buffer
 		start := time.Now()
 		if code := Run(context.Background(), []string{"wait"}, env, &bytes.Buffer{}, &errb); code != ExitAuth {
@@ -310,7 +310,7 @@ func TestExitCodes(t *testing.T) {
 	t.Run("missing maintenance database", func(t *testing.T) {
 		cc := h.maint.Copy()
 		cc.Database = "no_such_db_here"
-		env := map[string]string{"DATABASE_URL": testdb.URL(cc)}
+		env := map[string]string{"DATABASE_URL": emptydb.URL(cc)}
 		var errb bytes.Buffer
 		if code := Run(context.Background(), []string{"wait"}, env, &bytes.Buffer{}, &errb); code != ExitUsage || !strings.Contains(errb.String(), "no_such_db_here") {
 			t.Fatalf("exit %d: %s", code, errb.String())
@@ -432,7 +432,7 @@ func TestLeftoversRemoved(t *testing.T) {
 	h := newHarness(t, twoFiles)
 	h.expect(ExitOK)
 	leftover := h.template + "_build_0badc0de"
-	testdb.Exec(t, testdb.Server(t), "CREATE DATABASE "+pgx.Identifier{leftover}.Sanitize())
+	emptydb.Exec(t, emptydb.Server(t), "CREATE DATABASE "+pgx.Identifier{leftover}.Sanitize())
 	_, logs := h.expect(ExitOK)
 	if !strings.Contains(logs, "dropping leftover") {
 		t.Fatalf("leftover not reported:\n%s", logs)
@@ -447,11 +447,11 @@ func TestLeftoversRemoved(t *testing.T) {
 func TestTemplateNameOfSomebodyElsesDatabase(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, twoFiles)
-	srv := testdb.Server(t)
-	testdb.Exec(t, srv, "CREATE DATABASE "+pgx.Identifier{h.template}.Sanitize())
+	srv := emptydb.Server(t)
+	emptydb.Exec(t, srv, "CREATE DATABASE "+pgx.Identifier{h.template}.Sanitize())
 	cc := h.maint.Copy()
 	cc.Database = h.template
-	testdb.Exec(t, cc, "CREATE TABLE customers (id int); INSERT INTO customers VALUES (1)")
+	emptydb.Exec(t, cc, "CREATE TABLE customers (id int); INSERT INTO customers VALUES (1)")
 	_, logs := h.expect(ExitUsage)
 	if !strings.Contains(logs, "was not made by dbinit") {
 		t.Fatalf("stderr:\n%s", logs)

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/savvi-studio/dbinit/internal/testpg"
+	"github.com/savvi-studio/dbinit/internal/testserver"
 )
 
 func TestRetryable(t *testing.T) {
@@ -45,7 +45,7 @@ func TestWaitSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := testpg.StartLocal(ctx, testpg.LocalOptions{})
+	c, err := testserver.StartLocal(ctx, testserver.LocalOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package testpg
+package testserver
 
 import (
 	"context"
@@ -52,7 +52,7 @@ type Provider interface {
 // had: no TEST_DATABASE_URL, no usable local binaries and no provider that
 // could start one. Errors that are not ErrNoServer mean that something was
 // explicitly configured (TEST_DATABASE_URL, TEST_PG_BINDIR) and is broken.
-var ErrNoServer = errors.New("testpg: no PostgreSQL server available for tests")
+var ErrNoServer = errors.New("testserver: no PostgreSQL server available for tests")
 
 var (
 	providersMu sync.Mutex
@@ -64,7 +64,7 @@ var (
 // call to [Get] are not consulted by it.
 func Register(p Provider) {
 	if p == nil {
-		panic("testpg: Register(nil)")
+		panic("testserver: Register(nil)")
 	}
 	providersMu.Lock()
 	defer providersMu.Unlock()
@@ -174,7 +174,7 @@ func (r *resolver) resolve(ctx context.Context) (*Server, error) {
 	if u := r.getenv(EnvDatabaseURL); u != "" {
 		v, err := probe(ctx, u)
 		if err != nil {
-			return nil, fmt.Errorf("testpg: %s is set (%s) but the server does not answer: %w", EnvDatabaseURL, redact(u), err)
+			return nil, fmt.Errorf("testserver: %s is set (%s) but the server does not answer: %w", EnvDatabaseURL, redact(u), err)
 		}
 		return &Server{URL: u, Source: EnvDatabaseURL, Version: v}, nil
 	}

@@ -1,4 +1,4 @@
-package testpg
+package testserver
 
 import (
 	"context"
@@ -120,7 +120,7 @@ func TestMustGetSkipOrFail(t *testing.T) {
 		return nil, fmt.Errorf("%w; tried: everything", ErrNoServer)
 	}
 	broken := func(context.Context) (*Server, error) {
-		return nil, errors.New("testpg: TEST_DATABASE_URL is set but broken")
+		return nil, errors.New("testserver: TEST_DATABASE_URL is set but broken")
 	}
 	ok := func(context.Context) (*Server, error) { return &Server{URL: "x"}, nil }
 

@@ -1,8 +1,8 @@
-// Package testdb gives each of the project's own tests an empty database of
-// its own on the shared test server (see internal/testpg), so that tests run
+// Package emptydb gives each of the project's own tests an empty database of
+// its own on the shared test server (see internal/testserver), so that tests run
 // in parallel without seeing each other. Tests that need the migrated schema
 // use the public dbtest package instead.
-package testdb
+package emptydb
 
 import (
 	"context"
@@ -17,16 +17,16 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/savvi-studio/dbinit/internal/testpg"
+	"github.com/savvi-studio/dbinit/internal/testserver"
 )
 
 // Server returns the shared test server's maintenance connection settings.
 func Server(t testing.TB) *pgx.ConnConfig {
 	t.Helper()
-	srv := testpg.MustGet(t)
+	srv := testserver.MustGet(t)
 	cc, err := pgx.ParseConfig(srv.URL)
 	if err != nil {
-		t.Fatalf("testdb: parse server URL: %v", err)
+		t.Fatalf("emptydb: parse server URL: %v", err)
 	}
 	return cc
 }
@@ -71,7 +71,7 @@ func Conn(t testing.TB, cc *pgx.ConnConfig) *pgx.Conn {
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
-		t.Fatalf("testdb: connect to %s: %v", cc.Database, err)
+		t.Fatalf("emptydb: connect to %s: %v", cc.Database, err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
@@ -84,11 +84,11 @@ func Exec(t testing.TB, cc *pgx.ConnConfig, sql string, args ...any) {
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
-		t.Fatalf("testdb: connect to %s: %v", cc.Database, err)
+		t.Fatalf("emptydb: connect to %s: %v", cc.Database, err)
 	}
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("testdb: %s: %v", sql, err)
+		t.Fatalf("emptydb: %s: %v", sql, err)
 	}
 }
 

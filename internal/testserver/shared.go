@@ -1,4 +1,4 @@
-package testpg
+package testserver
 
 import (
 	"context"
@@ -94,10 +94,10 @@ func sharedServer(ctx context.Context, binDir string, owner int) (*Server, error
 	}
 	wd.Process.Release()
 	if err := c.initdb(ctx); err != nil {
-		return nil, fmt.Errorf("testpg: creating the shared cluster in %s: %w", base, err)
+		return nil, fmt.Errorf("testserver: creating the shared cluster in %s: %w", base, err)
 	}
 	if err := c.startNew(ctx); err != nil {
-		return nil, fmt.Errorf("testpg: starting the shared cluster in %s: %w", base, err)
+		return nil, fmt.Errorf("testserver: starting the shared cluster in %s: %w", base, err)
 	}
 	st := sharedState{
 		Port: c.port, Password: c.password, BinDir: binDir, DataDir: c.dataDir, Version: c.version,

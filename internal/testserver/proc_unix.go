@@ -1,6 +1,6 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package testpg
+package testserver
 
 import (
 	"bytes"
@@ -314,7 +314,7 @@ rm -rf "$dir"
 // process owner has exited. Its standard streams are /dev/null, so it does
 // not keep go test's output pipes open.
 func startWatchdog(owner int, dir, dataDir string) (*exec.Cmd, error) {
-	cmd := exec.Command("/bin/sh", "-c", watchdogScript, "testpg-watchdog", strconv.Itoa(owner), dir, dataDir)
+	cmd := exec.Command("/bin/sh", "-c", watchdogScript, "testserver-watchdog", strconv.Itoa(owner), dir, dataDir)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

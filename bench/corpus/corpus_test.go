@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/savvi-studio/dbinit/internal/corpus"
-	"github.com/savvi-studio/dbinit/internal/testdb"
+	"github.com/savvi-studio/dbinit/bench/corpus"
+	"github.com/savvi-studio/dbinit/internal/emptydb"
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
@@ -98,7 +98,7 @@ func TestApplies(t *testing.T) {
 	}
 	t.Parallel()
 	_, set := write(t)
-	conn := testdb.Conn(t, testdb.New(t))
+	conn := emptydb.Conn(t, emptydb.New(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := migrate.New(set, migrate.Options{Version: "test", Runner: t.Name()}).Up(ctx, conn, 0)

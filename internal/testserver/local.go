@@ -1,4 +1,4 @@
-package testpg
+package testserver
 
 import (
 	"bytes"
@@ -21,9 +21,9 @@ import (
 
 const (
 	superuser = "postgres"
-	dirPrefix = "dbinit-testpg-"
+	dirPrefix = "dbinit-testserver-"
 	logName   = "postgresql.log"
-	confName  = "testpg.conf"
+	confName  = "testserver.conf"
 )
 
 // clusterRoot is the directory in which cluster directories are created.
@@ -77,11 +77,11 @@ type Cluster struct {
 // removes its directory.
 func StartLocal(ctx context.Context, opts LocalOptions) (*Cluster, error) {
 	if !localSupported {
-		return nil, fmt.Errorf("testpg: %w", errUnsupported)
+		return nil, fmt.Errorf("testserver: %w", errUnsupported)
 	}
 	cleanupStaleOnce()
 	if strings.ContainsAny(opts.Password, "\r\n\x00") {
-		return nil, errors.New("testpg: the password must not contain line breaks or NUL")
+		return nil, errors.New("testserver: the password must not contain line breaks or NUL")
 	}
 	if err := checkSettings(opts.Settings); err != nil {
 		return nil, err
@@ -90,24 +90,24 @@ func StartLocal(ctx context.Context, opts LocalOptions) (*Cluster, error) {
 	if binDir == "" {
 		d, err := findBinDir(os.Getenv, defaultBinGlobs)
 		if err != nil {
-			return nil, fmt.Errorf("testpg: no local PostgreSQL binaries: %w", err)
+			return nil, fmt.Errorf("testserver: no local PostgreSQL binaries: %w", err)
 		}
 		binDir = d
 	} else if err := checkBinDir(binDir); err != nil {
-		return nil, fmt.Errorf("testpg: %w", err)
+		return nil, fmt.Errorf("testserver: %w", err)
 	}
 	ra, err := lookupRunAs()
 	if err != nil {
-		return nil, fmt.Errorf("testpg: %w", err)
+		return nil, fmt.Errorf("testserver: %w", err)
 	}
 	base, err := os.MkdirTemp(clusterRoot(), fmt.Sprintf("%s%d-%d-", dirPrefix, os.Geteuid(), os.Getpid()))
 	if err != nil {
-		return nil, fmt.Errorf("testpg: %w", err)
+		return nil, fmt.Errorf("testserver: %w", err)
 	}
 	c := newCluster(base, binDir, ra, opts)
 	fail := func(err error) (*Cluster, error) {
 		c.Stop(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("testpg: starting a local cluster from %s: %w", binDir, err)
+		return nil, fmt.Errorf("testserver: starting a local cluster from %s: %w", binDir, err)
 	}
 	if err := c.prepareBase(); err != nil {
 		return fail(err)
@@ -158,13 +158,13 @@ var settingNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
 func checkSettings(s map[string]string) error {
 	for k, v := range s {
 		if !settingNameRE.MatchString(k) {
-			return fmt.Errorf("testpg: invalid setting name %q", k)
+			return fmt.Errorf("testserver: invalid setting name %q", k)
 		}
 		if strings.EqualFold(k, "port") {
-			return errors.New("testpg: the port is chosen by testpg; do not set it in Settings")
+			return errors.New("testserver: the port is chosen by testserver; do not set it in Settings")
 		}
 		if strings.ContainsAny(v, "\r\n\x00") {
-			return fmt.Errorf("testpg: setting %s: value must not contain line breaks or NUL", k)
+			return fmt.Errorf("testserver: setting %s: value must not contain line breaks or NUL", k)
 		}
 	}
 	return nil
@@ -232,7 +232,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		c.watchdog.Process.Kill()
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("testpg: stopping the cluster in %s: %w", c.dataDir, errors.Join(errs...))
+		return fmt.Errorf("testserver: stopping the cluster in %s: %w", c.dataDir, errors.Join(errs...))
 	}
 	return nil
 }
@@ -266,16 +266,16 @@ func (c *Cluster) Restart(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped {
-		return errors.New("testpg: Restart of a stopped cluster")
+		return errors.New("testserver: Restart of a stopped cluster")
 	}
 	if pm, ok := c.postmaster(); ok {
 		if err := c.pgCtl(ctx, "-m", "fast", "-w", "-t", "60", "stop"); err != nil {
-			return fmt.Errorf("testpg: restart: %w", err)
+			return fmt.Errorf("testserver: restart: %w", err)
 		}
 		waitDead([]int{pm}, 10*time.Second)
 	}
 	if err := c.pgStart(ctx); err != nil {
-		return fmt.Errorf("testpg: restart: %w", err)
+		return fmt.Errorf("testserver: restart: %w", err)
 	}
 	return nil
 }
@@ -396,7 +396,7 @@ func (c *Cluster) startNew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(f, "\n# Added by testpg.\ninclude '%s'\n", confName)
+	_, err = fmt.Fprintf(f, "\n# Added by testserver.\ninclude '%s'\n", confName)
 	if err2 := f.Close(); err == nil {
 		err = err2
 	}
@@ -457,7 +457,7 @@ func (c *Cluster) writeConf(port int) error {
 	}
 	sort.Strings(keys)
 	var b strings.Builder
-	b.WriteString("# Written by testpg; included from postgresql.conf.\n")
+	b.WriteString("# Written by testserver; included from postgresql.conf.\n")
 	for _, k := range keys {
 		v := strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(set[k])
 		fmt.Fprintf(&b, "%s = '%s'\n", k, v)

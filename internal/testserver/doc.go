@@ -1,4 +1,4 @@
-// Package testpg decides where the PostgreSQL server used by tests comes
+// Package testserver decides where the PostgreSQL server used by tests comes
 // from. Every database test in this module, and the public dbtest package,
 // runs against a real PostgreSQL server obtained through [Get] or [MustGet];
 // nothing is mocked.
@@ -30,7 +30,7 @@
 //
 // `go test ./...` runs one test binary per package, several at a time, all
 // children of the same go command. They share a single cluster. Its
-// directory is <dir>/dbinit-testpg-<euid>-<pid of the go command>, where
+// directory is <dir>/dbinit-testserver-<euid>-<pid of the go command>, where
 // <dir> is TEST_PG_TMPDIR or else [os.TempDir]; an flock on the file "lock"
 // in it serialises the binaries. The first binary to take the lock runs
 // initdb, starts the server and writes "state.json" (port, password,
@@ -90,4 +90,4 @@
 //     machines with slow disks or overlay file systems, a tmpfs such as
 //     /dev/shm makes initdb several times faster, if it is large enough
 //     (Docker's default /dev/shm is only 64 MB).
-package testpg
+package testserver

@@ -1,4 +1,4 @@
-package testpg
+package testserver
 
 import (
 	"context"
@@ -54,7 +54,7 @@ func checkBinDir(dir string) error {
 func findBinDir(getenv func(string) string, globs []string) (string, error) {
 	if dir := getenv(EnvBinDir); dir != "" {
 		if err := checkBinDir(dir); err != nil {
-			return "", fmt.Errorf("testpg: %s=%s is unusable: %w", EnvBinDir, dir, err)
+			return "", fmt.Errorf("testserver: %s=%s is unusable: %w", EnvBinDir, dir, err)
 		}
 		return dir, nil
 	}
