@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/savvi-studio/dbinit/internal/retry"
 )
 
 // A Locker serialises runners. Lock returns once the caller holds the lock, or
@@ -63,41 +64,41 @@ func (l *AdvisoryLock) Lock(ctx context.Context) (func(context.Context) error, e
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
 	}
-	start := time.Now()
-	deadline := start.Add(timeout)
-	lastLog := start
-	for attempt := 0; ; attempt++ {
-		var got bool
-		if err := l.Conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, l.Key).Scan(&got); err != nil {
-			return nil, fmt.Errorf("take migration lock: %w", err)
-		}
-		if got {
-			if attempt > 0 {
-				logger.Info("lock acquired", "waited_ms", time.Since(start).Milliseconds())
+	lastLog := time.Now()
+	// Poll fast at first (a runner with nothing to do releases within
+	// milliseconds), then settle to ~1s with jitter so ten waiting runners
+	// do not poll in step.
+	err := retry.Do(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: time.Second, Jitter: 0.25, Timeout: timeout},
+		func(actx context.Context, a retry.Attempt) error {
+			var got bool
+			// The attempt's own context ends at the deadline; the query
+			// must not be cut by it, or a timeout would read as a failure.
+			if err := l.Conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, l.Key).Scan(&got); err != nil {
+				return fmt.Errorf("take migration lock: %w", err)
 			}
-			return l.unlock, nil
-		}
-		now := time.Now()
-		if !now.Before(deadline) {
-			return nil, &LockTimeoutError{Waited: now.Sub(start), Holder: l.holder(ctx)}
-		}
-		if attempt == 0 || now.Sub(lastLog) >= logEvery {
-			logger.Info("waiting for another runner's lock", "holder", l.holder(ctx), "waited_ms", now.Sub(start).Milliseconds())
-			lastLog = now
-		}
-		// Poll fast at first (a runner with nothing to do releases within
-		// milliseconds), then settle to ~1s with jitter so ten waiting runners do
-		// not poll in step.
-		wait := min(time.Duration(50<<min(attempt, 4))*time.Millisecond, time.Second)
-		wait += rand.N(wait/4 + 1)
-		wait = min(wait, time.Until(deadline))
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
+			if got {
+				if a.N > 1 {
+					logger.Info("lock acquired", "waited_ms", a.Elapsed.Milliseconds())
+				}
+				return nil
+			}
+			if a.N == 1 || time.Since(lastLog) >= logEvery {
+				logger.Info("waiting for another runner's lock", "holder", l.holder(ctx), "waited_ms", a.Elapsed.Milliseconds())
+				lastLog = time.Now()
+			}
+			return retry.Again(errLockHeld)
+		})
+	var ex *retry.ExhaustedError
+	if errors.As(err, &ex) {
+		return nil, &LockTimeoutError{Waited: ex.Elapsed, Holder: l.holder(ctx)}
 	}
+	if err != nil {
+		return nil, err
+	}
+	return l.unlock, nil
 }
+
+var errLockHeld = errors.New("the lock is held by another session")
 
 func (l *AdvisoryLock) unlock(ctx context.Context) error {
 	// A cancelled run must still release the lock; the connection closing

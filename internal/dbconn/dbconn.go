@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+
+	"github.com/savvi-studio/dbinit/internal/retry"
 )
 
 // WaitError says the server did not accept connections in time. Exit code 3.
@@ -74,55 +75,48 @@ func Connect(ctx context.Context, cc *pgx.ConnConfig, opts Options) (*pgx.Conn, 
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 2 * time.Second}
 	}
 	log := opts.Logger
-	start := time.Now()
-	deadline := start.Add(opts.Timeout)
-	lastLog := start
-	backoff := 50 * time.Millisecond
-	var lastErr error
-	for attempt := 1; ; attempt++ {
-		// One attempt may not outlast the deadline.
-		actx, cancel := context.WithDeadline(ctx, deadline)
-		conn, err := connectOnce(actx, cc, opts.AcceptInitServer)
-		cut := actx.Err() != nil
-		cancel()
-		if err == nil {
-			if attempt > 1 && log != nil {
-				log.Info("server is ready", "target", Target(cc), "waited_ms", time.Since(start).Milliseconds())
+	lastLog := time.Now()
+	var lastErr error // the last reason an attempt gave, for the timeout error
+	var conn *pgx.Conn
+	err := retry.Do(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: time.Second, Jitter: 0.25, Timeout: opts.Timeout},
+		func(actx context.Context, a retry.Attempt) error {
+			c, err := connectOnce(actx, cc, opts.AcceptInitServer)
+			if err == nil {
+				if a.N > 1 && log != nil {
+					log.Info("server is ready", "target", Target(cc), "waited_ms", a.Elapsed.Milliseconds())
+				}
+				conn = c
+				return nil
 			}
-			return conn, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if !Retryable(err) {
-			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) && pgErr.Code == "3D000" {
-				return nil, &NoDatabaseError{Name: cc.Database, Err: err}
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-			return nil, fmt.Errorf("connect to %s: %w", Target(cc), err)
-		}
-		now := time.Now()
-		if !now.Before(deadline) {
+			if !Retryable(err) {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "3D000" {
+					return &NoDatabaseError{Name: cc.Database, Err: err}
+				}
+				return fmt.Errorf("connect to %s: %w", Target(cc), err)
+			}
 			// An attempt cut short by the deadline says less than the one
 			// before it ("connection refused").
-			if cut && lastErr != nil {
-				err = lastErr
+			if actx.Err() == nil || lastErr == nil {
+				lastErr = err
 			}
-			return nil, &WaitError{Waited: now.Sub(start), Target: Target(cc), Last: err}
-		}
-		lastErr = err
-		if log != nil && (attempt == 1 || now.Sub(lastLog) >= opts.LogEvery) {
-			log.Info("waiting for the server", "target", Target(cc), "reason", Reason(err), "waited_ms", now.Sub(start).Milliseconds())
-			lastLog = now
-		}
-		sleep := min(backoff+rand.N(backoff/4+1), time.Until(deadline))
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(sleep):
-		}
-		backoff = min(backoff*2, time.Second)
+			if log != nil && (a.N == 1 || time.Since(lastLog) >= opts.LogEvery) {
+				log.Info("waiting for the server", "target", Target(cc), "reason", Reason(err), "waited_ms", a.Elapsed.Milliseconds())
+				lastLog = time.Now()
+			}
+			return retry.Again(err)
+		})
+	var ex *retry.ExhaustedError
+	if errors.As(err, &ex) {
+		return nil, &WaitError{Waited: ex.Elapsed, Target: Target(cc), Last: lastErr}
 	}
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
 }
 
 // errInitServer marks a server that listens on no TCP address.
