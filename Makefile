@@ -3,12 +3,14 @@ SHELL := bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/savvi-studio/dbinit/internal/cli.Version=$(VERSION)
-PKGS := ./...
+# The main module and the two modules go.work joins to it (container
+# tooling kept out of the main go.mod).
+PKGS := ./... ./docker/... ./dbtest/dbtestcontainers/...
 
 PG_MAJOR ?= 17
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-.PHONY: help build test test-short bench fuzz vet clean image postgres-image postgres-dbinit-image up down
+.PHONY: help build test test-short short-needs-no-server bench fuzz vet clean image postgres-image postgres-dbinit-image up down
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -16,11 +18,16 @@ help: ## list the targets
 build: ## build the static binary bin/dbinit
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dbinit ./cmd/dbinit
 
-test: vet ## run every test with the race detector (starts a throwaway PostgreSQL)
+test: vet short-needs-no-server ## every test, with the race detector, against real PostgreSQL servers and containers it starts
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
-test-short: ## unit tests only, no server
+test-short: ## the tests that need no server or Docker (go test -short)
 	$(GO) test -short -count=1 $(PKGS)
+
+# -short promises no server: with no usable PostgreSQL binaries and no
+# TEST_DATABASE_URL, any test that tried to start one would fail here.
+short-needs-no-server:
+	env -u TEST_DATABASE_URL TEST_PG_BINDIR=/nonexistent $(GO) test -short -count=1 $(PKGS)
 
 bench: ## benchmarks: dbinit vs psql, clone vs migrate (see docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 5x -timeout 60m ./bench/...

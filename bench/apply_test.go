@@ -20,10 +20,7 @@ type applyMethod struct {
 var applyMethods = []applyMethod{
 	// What `dbinit up` does: read and check the folder, connect, apply each
 	// file in a transaction of its own with its history row.
-	{"dbinit", engine(false)},
-	// The engine's SingleTransaction option: one transaction for the whole
-	// run.
-	{"dbinit-single-tx", engine(true)},
+	{"dbinit", engine},
 	// A reference for dbinit's per-file mode without its asynchronous
 	// commits: each file and a minimal history row in a transaction of its
 	// own, every commit synchronous (the session's default), on one
@@ -68,8 +65,8 @@ var applyMethods = []applyMethod{
 	}},
 }
 
-func engine(single bool) func(ctx context.Context, s *server, c *benchCorpus, db string) error {
-	return func(ctx context.Context, s *server, c *benchCorpus, db string) error {
+func engine(ctx context.Context, s *server, c *benchCorpus, db string) error {
+	{
 		set, err := migrate.LoadDir(c.dir)
 		if err != nil {
 			return err
@@ -79,7 +76,11 @@ func engine(single bool) func(ctx context.Context, s *server, c *benchCorpus, db
 			return err
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
-		res, err := migrate.New(set, migrate.Options{Version: "bench", Runner: "bench", SingleTransaction: single}).Up(ctx, conn, 0)
+		m, err := migrate.New(set, migrate.Options{Version: "bench", Runner: "bench"})
+		if err != nil {
+			return err
+		}
+		res, err := m.Up(ctx, conn, migrate.UpOptions{})
 		if err != nil {
 			return err
 		}

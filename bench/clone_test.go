@@ -30,13 +30,13 @@ func (s *server) corpusTemplate(b *testing.B, c *benchCorpus) (string, int64) {
 	const name = "bench_corpus_template"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	p := &provision.Provisioner{
-		Maint:   s.maint,
-		Lock:    &migrate.AdvisoryLock{Conn: s.maint, Key: migrate.LockKey("bench"), Timeout: time.Minute},
-		Set:     c.set,
-		Version: "bench",
+	target := provision.Target{
+		Template: name,
+		Set:      c.set,
+		Lock:     &migrate.AdvisoryLock{Conn: s.maint, Key: migrate.LockKey("bench"), Timeout: time.Minute},
+		Version:  "bench",
 	}
-	if _, err := p.EnsureTemplate(ctx, name); err != nil {
+	if _, err := provision.New(s.maint, provision.Options{}).EnsureTemplate(ctx, target); err != nil {
 		b.Fatal(err)
 	}
 	var size int64
@@ -47,7 +47,7 @@ func (s *server) corpusTemplate(b *testing.B, c *benchCorpus) (string, int64) {
 }
 
 // BenchmarkClone creates a database from the corpus template: with dbinit's
-// Provisioner.Clone and with a raw CREATE DATABASE ... TEMPLATE, with each
+// provision's Server.Clone and with a raw CREATE DATABASE ... TEMPLATE, with each
 // STRATEGY, on both servers.
 func BenchmarkClone(b *testing.B) {
 	c := getCorpus(b)
@@ -60,8 +60,7 @@ func BenchmarkClone(b *testing.B) {
 			for _, strategy := range strategies {
 				clones := map[string]func(name string) error{
 					"dbinit-" + strategy: func(name string) error {
-						p := &provision.Provisioner{Maint: s.maint, Set: c.set, Strategy: strategy}
-						return p.Clone(ctx, tpl, name)
+						return provision.New(s.maint, provision.Options{}).Clone(ctx, tpl, name, provision.CloneOptions{Strategy: strategy})
 					},
 					"raw-" + strategy: func(name string) error {
 						_, err := s.maint.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s STRATEGY %s",
@@ -288,7 +287,11 @@ func migrateFresh(ctx context.Context, maint *pgx.Conn, env *dbtestEnv) (func(),
 		return undo, err
 	}
 	defer conn.Close(context.Background())
-	_, err = migrate.New(env.c.set, migrate.Options{Version: "bench", Runner: "bench"}).Up(ctx, conn, 0)
+	m, err := migrate.New(env.c.set, migrate.Options{Version: "bench", Runner: "bench"})
+	if err != nil {
+		return undo, err
+	}
+	_, err = m.Up(ctx, conn, migrate.UpOptions{})
 	return undo, err
 }
 

@@ -1,54 +1,10 @@
-// Package dbtest gives every Go test a brand-new PostgreSQL database, cloned
-// in milliseconds from a template that holds the fully migrated schema.
-//
-//	func TestUsers(t *testing.T) {
-//		t.Parallel()
-//		pool := dbtest.New(t) // a fresh database with every migration in ./db applied
-//		_, err := pool.Exec(context.Background(), `INSERT INTO users (name) VALUES ('ada')`)
-//		...
-//	}
-//
-// The template is built once per migration set (versions, names and bytes of
-// the up files) and reused by every test, package and later run, until a file
-// changes; then exactly one process rebuilds it, under an advisory lock, while
-// the others wait. Each database is dropped when its test ends; a failed test
-// keeps its database and logs how to connect to it (see [KeepOnFailure]).
-//
-// # Where the server comes from
-//
-//  1. TEST_DATABASE_URL, a superuser URL of the maintenance database, e.g.
-//     postgres://postgres:secret@127.0.0.1:5432/postgres?sslmode=disable.
-//  2. Otherwise a throwaway cluster started from the local PostgreSQL server
-//     binaries (initdb, pg_ctl), one per `go test` run, shared by all its
-//     packages and removed when go test exits. TEST_PG_BINDIR names the
-//     binaries' folder when they are not found on PATH or under
-//     /usr/lib/postgresql/*/bin.
-//  3. Otherwise, if the test binary imports
-//     github.com/savvi-studio/dbinit/dbtest/dbtestcontainers, a container from
-//     a locally available PostgreSQL image.
-//
-// When none is available the test fails under CI=true and is skipped, loudly,
-// elsewhere.
-//
-// # Where the migrations come from
-//
-// DBINIT_DIR if set, else the db folder at the root of the module (the
-// nearest parent folder with a go.mod), else [Dir] or [FS].
 package dbtest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"net/url"
-	"os"
-	"path/filepath"
-	"regexp"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,7 +12,6 @@ import (
 
 	"github.com/savvi-studio/dbinit/internal/dbconn"
 	"github.com/savvi-studio/dbinit/internal/provision"
-	"github.com/savvi-studio/dbinit/internal/testserver"
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
@@ -98,14 +53,21 @@ func FS(fsys fs.FS, name string) Option {
 func KeepOnFailure(keep bool) Option { return func(o *options) { o.keepOnFailure = keep } }
 
 // Strategy sets CREATE DATABASE's STRATEGY, "file_copy" or "wal_log"
-// (PostgreSQL 15+). Default "file_copy", which is faster for the small
-// templates of test suites (see docs/benchmarks.md).
+// (PostgreSQL 15+; older servers have one strategy and ignore it). Default
+// "file_copy", which is faster for the small templates of test suites (see
+// docs/benchmarks.md). Any other value fails the test before anything is
+// created.
 func Strategy(s string) Option { return func(o *options) { o.strategy = s } }
 
-func collect(opts []Option) options {
-	o := options{keepOnFailure: true, strategy: "file_copy"}
+// collect applies opts and checks the result.
+func collect(t TB, opts []Option) options {
+	t.Helper()
+	o := options{keepOnFailure: true, strategy: provision.StrategyFileCopy}
 	for _, f := range opts {
 		f(&o)
+	}
+	if err := provision.CheckStrategy(o.strategy); err != nil {
+		t.Fatalf("dbtest: %v", err)
 	}
 	return o
 }
@@ -115,7 +77,7 @@ func collect(opts []Option) options {
 // If the migrations fail, the test fails with the file, line and column.
 func New(t TB, opts ...Option) *pgxpool.Pool {
 	t.Helper()
-	db := create(t, collect(opts))
+	db := create(t, collect(t, opts))
 	pool, err := pgxpool.NewWithConfig(context.Background(), db.poolConfig())
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -133,50 +95,46 @@ func New(t TB, opts ...Option) *pgxpool.Pool {
 // password, for code that does not use pgx (database/sql, a subprocess).
 func URL(t TB, opts ...Option) string {
 	t.Helper()
-	db := create(t, collect(opts))
+	db := create(t, collect(t, opts))
 	return db.url(true)
 }
 
-// Migration returns the result of applying the migration set, for tests that
-// assert on it like the fixtures of other stacks do:
+// Migration returns the result of applying the migration set, for tests
+// that assert on it as the fixtures of other stacks do:
 //
-//	res := dbtest.Migration(t)
-//	if !res.Success { t.Fatal(res.Errors) }
+//	res, err := dbtest.Migration(t)
+//	if err != nil {
+//		t.Fatal(err) // names FILE:LINE:COL of a failing migration
+//	}
+//	t.Logf("%d files in %s", len(res.FilesExecuted), res.Duration)
 //
-// If this process built the template, it is that build's result. If the
-// template was built earlier (by another package or run), the result is read
-// from the history the build recorded in it, file by file.
-// A failing migration set does not fail the test here: Success is false and
-// Errors says why.
-func Migration(t TB, opts ...Option) *migrate.Result {
+// If this process built the template, it is that build's result (also when
+// the build failed: then err says why and the failed file is the last of
+// res.Files). If the template was built earlier, by another package or run,
+// the result is read from the history the build recorded in it.
+func Migration(t TB, opts ...Option) (*migrate.Result, error) {
 	t.Helper()
-	o := collect(opts)
+	o := collect(t, opts)
 	tp := templateFor(t, o)
-	if tp.err != nil {
-		if tp.result != nil {
-			return tp.result
-		}
-		t.Fatalf("dbtest: %v", tp.err)
-	}
-	if tp.result != nil {
-		return tp.result
+	if tp.result != nil || tp.err != nil {
+		return tp.result, tp.err
 	}
 	db := create(t, o)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, db.connConfig())
 	if err != nil {
-		t.Fatalf("dbtest: connect to %s: %v", db.name, err)
+		return nil, fmt.Errorf("dbtest: connect to %s: %w", db.name, err)
 	}
 	defer conn.Close(context.Background())
 	applied, err := migrate.ReadHistory(ctx, conn)
 	if err != nil {
-		t.Fatalf("dbtest: read history of %s: %v", db.name, err)
+		return nil, fmt.Errorf("dbtest: read history of %s: %w", db.name, err)
 	}
 	return resultFromHistory(tp.set, applied, db.name)
 }
 
-func resultFromHistory(set *migrate.Set, applied []migrate.Applied, database string) *migrate.Result {
+func resultFromHistory(set *migrate.Set, applied []migrate.Applied, database string) (*migrate.Result, error) {
 	res := &migrate.Result{Database: database}
 	byVersion := map[int64]migrate.Applied{}
 	for _, a := range applied {
@@ -185,8 +143,7 @@ func resultFromHistory(set *migrate.Set, applied []migrate.Applied, database str
 	for _, m := range set.Migrations {
 		a, ok := byVersion[m.Version]
 		if !ok || a.State != migrate.StateApplied || a.Checksum != m.Up.Checksum {
-			res.Errors = append(res.Errors, fmt.Errorf("%s is not recorded as applied in the template", m.Up.Path))
-			continue
+			return res, fmt.Errorf("dbtest: %s is not recorded as applied in the template", m.Up.Path)
 		}
 		d := time.Duration(a.ExecutionMS) * time.Millisecond
 		res.Duration += d
@@ -194,8 +151,7 @@ func resultFromHistory(set *migrate.Set, applied []migrate.Applied, database str
 		res.Files = append(res.Files, migrate.FileResult{Version: m.Version, Name: m.Name, Path: m.Up.Path,
 			Statements: a.StatementsTotal, Duration: d})
 	}
-	res.Success = len(res.Errors) == 0
-	return res
+	return res, nil
 }
 
 // database is one test's clone.
@@ -225,6 +181,12 @@ func (d *database) url(withPassword bool) string {
 	return u.String()
 }
 
+// Names on the server.
+const (
+	dbPrefix       = "dbt_"
+	templatePrefix = "dbtpl_"
+)
+
 // create clones a database for t and registers its removal.
 func create(t TB, o options) *database {
 	t.Helper()
@@ -232,14 +194,11 @@ func create(t TB, o options) *database {
 	if tp.err != nil {
 		t.Fatalf("dbtest: %v", tp.err)
 	}
-	db := &database{name: dbName(t.Name()), server: tp.server}
+	db := &database{name: provision.TestDatabaseName(dbPrefix, t.Name()), server: tp.server}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	err := tp.withConn(ctx, func(p *provision.Provisioner) error {
-		if tp.version >= 150000 {
-			p.Strategy = o.strategy
-		}
-		return p.Clone(ctx, tp.name, db.name)
+	err := tp.withServer(ctx, func(s *provision.Server, _ provision.Target) error {
+		return s.Clone(ctx, tp.name, db.name, provision.CloneOptions{Strategy: o.strategy})
 	})
 	if err != nil {
 		t.Fatalf("dbtest: %v", err)
@@ -251,163 +210,10 @@ func create(t TB, o options) *database {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if err := tp.withConn(ctx, func(p *provision.Provisioner) error { return p.Drop(ctx, db.name) }); err != nil {
+		err := tp.withServer(ctx, func(s *provision.Server, _ provision.Target) error { return s.Drop(ctx, db.name) })
+		if err != nil {
 			t.Logf("dbtest: drop %s: %v (the sweep will remove it)", db.name, err)
 		}
 	})
 	return db
-}
-
-// Database names: "dbt_<base-36 unix seconds>_<test name>_<random>", so the
-// sweep can tell their age and a person can tell whose they are.
-const (
-	dbPrefix       = "dbt_"
-	templatePrefix = "dbtpl_"
-)
-
-var (
-	unsafeChars = regexp.MustCompile(`[^a-z0-9]+`)
-	dbNameRE    = regexp.MustCompile(`^dbt_([0-9a-z]+)_`)
-)
-
-func dbName(test string) string {
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	base := strings.Trim(unsafeChars.ReplaceAllString(strings.ToLower(test), "_"), "_")
-	ts := strconv.FormatInt(time.Now().Unix(), 36)
-	room := 63 - len(dbPrefix) - len(ts) - 1 - 1 - 6
-	if len(base) > room {
-		base = base[len(base)-room:] // the end of a subtest name says most
-	}
-	return dbPrefix + ts + "_" + base + "_" + hex.EncodeToString(b[:])
-}
-
-// defaultDir is DBINIT_DIR, or the db folder at the module root.
-func defaultDir() (string, error) {
-	if d := os.Getenv("DBINIT_DIR"); d != "" {
-		return d, nil
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "db"), nil
-		}
-		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("no DBINIT_DIR and no go.mod above %s; pass dbtest.Dir(...)", wd)
-		}
-	}
-}
-
-// templates is the per-process cache: one template per migration folder.
-var templates struct {
-	sync.Mutex
-	byKey map[string]*template
-}
-
-type template struct {
-	once    sync.Once
-	name    string
-	set     *migrate.Set
-	server  *pgx.ConnConfig
-	maint   *pgxpool.Pool
-	version int             // server_version_num
-	result  *migrate.Result // when this process built it
-	err     error
-}
-
-func templateFor(t TB, o options) *template {
-	t.Helper()
-	key := "fs:" + o.fsName
-	if o.fsys == nil {
-		dir := o.dir
-		if dir == "" {
-			d, err := defaultDir()
-			if err != nil {
-				t.Fatalf("dbtest: %v", err)
-			}
-			dir = d
-		}
-		abs, err := filepath.Abs(dir)
-		if err != nil {
-			t.Fatalf("dbtest: %v", err)
-		}
-		o.dir, key = abs, "dir:"+abs
-	}
-	srv := testserver.MustGet(t)
-	if srv == nil {
-		return &template{err: fmt.Errorf("no server")}
-	}
-	templates.Lock()
-	if templates.byKey == nil {
-		templates.byKey = map[string]*template{}
-	}
-	tp := templates.byKey[key]
-	if tp == nil {
-		tp = &template{}
-		templates.byKey[key] = tp
-	}
-	templates.Unlock()
-	tp.once.Do(func() {
-		tp.version = srv.Version
-		tp.err = tp.prepare(srv.URL, o)
-	})
-	return tp
-}
-
-// prepare loads the set and makes sure its template exists, building it if
-// needed, then sweeps what killed runs left behind.
-func (tp *template) prepare(serverURL string, o options) error {
-	var err error
-	if o.fsys != nil {
-		tp.set, err = migrate.Load(o.fsys, o.fsName)
-	} else {
-		tp.set, err = migrate.LoadDir(o.dir)
-	}
-	if err != nil {
-		return err
-	}
-	if tp.server, err = pgx.ParseConfig(serverURL); err != nil {
-		return fmt.Errorf("server URL: %w", err)
-	}
-	cfg, _ := pgxpool.ParseConfig("")
-	cfg.ConnConfig = tp.server.Copy()
-	cfg.MaxConns = 8
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	if tp.maint, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
-		return err
-	}
-	tp.name = templatePrefix + tp.set.Hash()[:16]
-	return tp.withConn(ctx, func(p *provision.Provisioner) error {
-		out, err := p.EnsureTemplate(ctx, tp.name)
-		if out != nil && out.Result != nil {
-			tp.result = out.Result
-		}
-		if err != nil {
-			return fmt.Errorf("build template %s from %s:\n%w", tp.name, tp.set.Dir, err)
-		}
-		return sweep(ctx, p, tp.name)
-	})
-}
-
-// lockKey keeps dbtest's builds apart from dbinit's own runs on the server.
-var lockKey = migrate.LockKey("dbtest")
-
-func (tp *template) withConn(ctx context.Context, f func(p *provision.Provisioner) error) error {
-	c, err := tp.maint.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Release()
-	conn := c.Conn()
-	p := &provision.Provisioner{
-		Maint:   conn,
-		Lock:    &migrate.AdvisoryLock{Conn: conn, Key: lockKey, Timeout: 10 * time.Minute},
-		Set:     tp.set,
-		Version: "dbtest",
-	}
-	return f(p)
 }

@@ -5,15 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/savvi-studio/dbinit/internal/provision"
 	"github.com/savvi-studio/dbinit/internal/emptydb"
 )
 
@@ -21,19 +18,20 @@ import (
 // their own, with the schema, and see none of the others' rows.
 func TestParallelDatabasesAreIsolated(t *testing.T) {
 	t.Parallel()
+	emptydb.Server(t) // skips under -short
 	var mu sync.Mutex
 	names := map[string]bool{}
 	for i := range 32 {
 		t.Run(fmt.Sprintf("db%02d", i), func(t *testing.T) {
 			t.Parallel()
-			pool := New(t)
+			pool := New(t, Dir("testdata/db"))
 			ctx := context.Background()
-			if _, err := pool.Exec(ctx, `INSERT INTO graph.nodes (kind, name, slug) VALUES ('person', $1, $1)`, t.Name()); err != nil {
+			if _, err := pool.Exec(ctx, `INSERT INTO app.accounts (email, name) VALUES ($1, $1)`, t.Name()); err != nil {
 				t.Fatal(err)
 			}
 			var n int
 			var db string
-			if err := pool.QueryRow(ctx, `SELECT count(*), current_database() FROM graph.nodes`).Scan(&n, &db); err != nil {
+			if err := pool.QueryRow(ctx, `SELECT count(*), current_database() FROM app.accounts`).Scan(&n, &db); err != nil {
 				t.Fatal(err)
 			}
 			if n != 1 {
@@ -54,9 +52,8 @@ func TestParallelDatabasesAreIsolated(t *testing.T) {
 		// Every database was dropped by its test's cleanup.
 		conn := emptydb.Conn(t, emptydb.Server(t))
 		for name := range names {
-			var exists bool
-			if err := conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil || exists {
-				t.Errorf("%s still exists after its test (%v)", name, err)
+			if databaseExists(t, conn, name) {
+				t.Errorf("%s still exists after its test", name)
 			}
 		}
 	})
@@ -98,11 +95,24 @@ func (r *recorder) call(f func()) {
 	f()
 }
 
+func databaseExists(t *testing.T, conn *pgx.Conn, name string) bool {
+	t.Helper()
+	var exists bool
+	if err := conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	return exists
+}
+
 func TestFailedTestKeepsItsDatabase(t *testing.T) {
 	t.Parallel()
+	emptydb.Server(t) // skips under -short; the recorder below cannot
 	r := &recorder{name: "TestKeep/sub"}
 	var url string
-	r.call(func() { url = URL(r) })
+	r.call(func() { url = URL(r, Dir("testdata/db")) })
+	if r.fatal != "" {
+		t.Fatal(r.fatal)
+	}
 	r.failed = true
 	r.runCleanups()
 	if len(r.logs) != 1 || !strings.Contains(r.logs[0], "kept the database") {
@@ -116,35 +126,44 @@ func TestFailedTestKeepsItsDatabase(t *testing.T) {
 		t.Fatalf("password in the log line: %s", r.logs[0])
 	}
 	conn := emptydb.Conn(t, emptydb.Server(t))
-	var exists bool
-	_ = conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, cc.Database).Scan(&exists)
-	if !exists {
+	if !databaseExists(t, conn, cc.Database) {
 		t.Fatal("the failed test's database was dropped")
 	}
 	emptydb.Drop(t, emptydb.Server(t), cc.Database)
 
 	// KeepOnFailure(false) drops it anyway.
 	r = &recorder{name: "TestNoKeep"}
-	r.call(func() { url = URL(r, KeepOnFailure(false)) })
+	r.call(func() { url = URL(r, Dir("testdata/db"), KeepOnFailure(false)) })
+	if r.fatal != "" {
+		t.Fatal(r.fatal)
+	}
+	cc, err = pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !databaseExists(t, conn, cc.Database) {
+		t.Fatal("the database was not created")
+	}
 	r.failed = true
 	r.runCleanups()
-	cc, _ = pgx.ParseConfig(url)
-	_ = conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, cc.Database).Scan(&exists)
-	if exists {
+	if databaseExists(t, conn, cc.Database) {
 		t.Fatal("KeepOnFailure(false) kept the database")
 	}
 }
 
 // TestChangedFileRebuildsOnce: a new folder content gets its own template,
-// built once even when many tests ask at the same time; a broken file fails
-// with its place.
+// built once; a second process reads the result from its history; a broken
+// file fails with its place.
 func TestChangedFileRebuildsOnce(t *testing.T) {
 	t.Parallel()
+	emptydb.Server(t) // skips under -short; the recorder below cannot
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "001_a.sql"), []byte("CREATE TABLE a (id int);"), 0o644)
-	res := Migration(&recorder{name: "x"}, Dir(dir))
-	if !res.Success || len(res.FilesExecuted) != 1 {
-		t.Fatalf("result = %+v", res)
+	if err := os.WriteFile(filepath.Join(dir, "001_a.sql"), []byte("CREATE TABLE a (id int);"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Migration(&recorder{name: "x"}, Dir(dir))
+	if err != nil || len(res.FilesExecuted) != 1 {
+		t.Fatalf("result = %+v, %v", res, err)
 	}
 	// A second process would reuse the template and read the result from
 	// its history: simulate with a fresh cache entry.
@@ -152,16 +171,21 @@ func TestChangedFileRebuildsOnce(t *testing.T) {
 	abs, _ := filepath.Abs(dir)
 	delete(templates.byKey, "dir:"+abs)
 	templates.Unlock()
-	res2 := Migration(&recorder{name: "y"}, Dir(dir))
-	if !res2.Success || len(res2.FilesExecuted) != 1 || res2.FilesExecuted[0] != res.FilesExecuted[0] {
-		t.Fatalf("result from history = %+v", res2)
+	res2, err := Migration(&recorder{name: "y"}, Dir(dir))
+	if err != nil || len(res2.FilesExecuted) != 1 || res2.FilesExecuted[0] != res.FilesExecuted[0] {
+		t.Fatalf("result from history = %+v, %v", res2, err)
 	}
 
 	bad := t.TempDir()
-	os.WriteFile(filepath.Join(bad, "001_a.sql"), []byte("CREATE TABLE a (id int);\nCREATE TABLE a (id int);"), 0o644)
-	res3 := Migration(&recorder{name: "z"}, Dir(bad))
-	if res3.Success || len(res3.Errors) == 0 || !strings.Contains(res3.Errors[0].Error(), "001_a.sql:2:1") {
-		t.Fatalf("broken set: %+v", res3)
+	if err := os.WriteFile(filepath.Join(bad, "001_a.sql"), []byte("CREATE TABLE a (id int);\nCREATE TABLE a (id int);"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res3, err := Migration(&recorder{name: "z"}, Dir(bad))
+	if err == nil || !strings.Contains(err.Error(), "001_a.sql:2:1") {
+		t.Fatalf("broken set: %v", err)
+	}
+	if res3 == nil || len(res3.Files) != 1 || res3.Files[0].Err == nil {
+		t.Fatalf("broken set's result = %+v", res3)
 	}
 	r := &recorder{name: "w"}
 	r.call(func() { New(r, Dir(bad)) })
@@ -170,28 +194,37 @@ func TestChangedFileRebuildsOnce(t *testing.T) {
 	}
 }
 
-func TestSweepRemovesOldDatabases(t *testing.T) {
+// TestBadStrategyFailsFirst: an option that cannot work fails the test
+// with a clear message before anything is created.
+func TestBadStrategyFailsFirst(t *testing.T) {
 	t.Parallel()
-	srv := emptydb.Server(t)
-	old := "dbt_" + strconv.FormatInt(time.Now().Add(-2*time.Hour).Unix(), 36) + "_killed_run_abcdef"
-	young := "dbt_" + strconv.FormatInt(time.Now().Unix(), 36) + "_still_running_abcdef"
-	emptydb.Exec(t, srv, "CREATE DATABASE "+old)
-	emptydb.Exec(t, srv, "CREATE DATABASE "+young)
-	t.Cleanup(func() { emptydb.Drop(t, srv, young); emptydb.Drop(t, srv, old) })
-	tp := templateFor(t, collect(nil))
-	if tp.err != nil {
-		t.Fatal(tp.err)
+	r := &recorder{name: "bad"}
+	r.call(func() { New(r, Dir(t.TempDir()), Strategy("copy_on_write")) })
+	if !strings.Contains(r.fatal, `clone strategy "copy_on_write"`) {
+		t.Fatalf("fatal = %q", r.fatal)
 	}
-	ctx := context.Background()
-	if err := tp.withConn(ctx, func(p *provision.Provisioner) error { return sweep(ctx, p, tp.name) }); err != nil {
-		t.Fatal(err)
+}
+
+type staticProvider struct{ srv *Server }
+
+func (staticProvider) Name() string { return "static" }
+func (p staticProvider) Start(context.Context) (*Server, error) {
+	return p.srv, nil
+}
+
+// TestProviderAdapter: a user's Provider is reached through the public
+// Server type.
+func TestProviderAdapter(t *testing.T) {
+	t.Parallel()
+	a := provider{staticProvider{&Server{URL: "postgres://u@h/postgres", Source: "mine"}}}
+	s, err := a.Start(context.Background())
+	if err != nil || s.URL != "postgres://u@h/postgres" || s.Source != "mine" || a.Name() != "static" {
+		t.Fatalf("adapted = %+v, %v", s, err)
 	}
-	conn := emptydb.Conn(t, srv)
-	var n int
-	_ = conn.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE datname IN ($1, $2)`, old, young).Scan(&n)
-	var youngExists bool
-	_ = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, young).Scan(&youngExists)
-	if n != 1 || !youngExists {
-		t.Fatalf("after the sweep %d of the two remain (young kept: %v)", n, youngExists)
-	}
+	defer func() {
+		if recover() == nil {
+			t.Error("RegisterProvider(nil) did not panic")
+		}
+	}()
+	RegisterProvider(nil)
 }

@@ -2,52 +2,35 @@ package dbtest_test
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"github.com/savvi-studio/dbinit/dbtest"
 )
 
-// The README's first example: every test gets its own migrated database.
-func ExampleNew() {
-	testNodes := func(t *testing.T) {
-		t.Parallel()
-		pool := dbtest.New(t)
-		_, err := pool.Exec(context.Background(), `INSERT INTO graph.nodes (kind, name, slug) VALUES ('person', 'Ada', 'ada')`)
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	_ = testNodes
+// TestMain points dbtest at this package's fixture: the project's db/ is
+// the user's schema, and no test depends on what it holds.
+func TestMain(m *testing.M) {
+	os.Setenv("DBINIT_DIR", "testdata/db")
+	os.Exit(m.Run())
 }
 
-// The README's second example: assert on the migration result, like the
-// "migration adds table" fixture.
-func ExampleMigration() {
-	testMigration := func(t *testing.T) {
-		res := dbtest.Migration(t)
-		if !res.Success {
-			t.Fatalf("migrations failed: %v", res.Errors)
-		}
-		t.Logf("%d files applied", len(res.FilesExecuted))
-	}
-	_ = testMigration
-}
+// The README's examples, compiled and run here; readme_test.go checks that
+// the README shows them exactly as they are here.
 
-// TestMigrationAddsTable is the seed's "migration adds table" check in Go.
-func TestMigrationAddsTable(t *testing.T) {
+func TestAccounts(t *testing.T) {
 	t.Parallel()
-	res := dbtest.Migration(t)
-	if !res.Success || len(res.Errors) != 0 {
-		t.Fatalf("migration failed: %v", res.Errors)
+	pool := dbtest.New(t) // *pgxpool.Pool on a fresh clone of the template; dropped when the test ends
+	_, err := pool.Exec(context.Background(), `INSERT INTO app.accounts (email, name) VALUES ('ada@example.com', 'Ada')`)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(res.FilesExecuted) != 7 {
-		t.Fatalf("FilesExecuted = %v", res.FilesExecuted)
+}
+
+func TestMigration(t *testing.T) {
+	res, err := dbtest.Migration(t) // the template build's *migrate.Result, or the error naming FILE:LINE:COL
+	if err != nil {
+		t.Fatal(err)
 	}
-	pool := dbtest.New(t)
-	var exists bool
-	err := pool.QueryRow(context.Background(),
-		`SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = 'graph' AND tablename = 'edges')`).Scan(&exists)
-	if err != nil || !exists {
-		t.Fatalf("graph.edges missing: %v", err)
-	}
+	t.Logf("%d files applied in %s", len(res.FilesExecuted), res.Duration)
 }

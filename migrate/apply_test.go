@@ -1,9 +1,11 @@
 package migrate_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -32,8 +34,19 @@ func load(t *testing.T, files map[string]string) *migrate.Set {
 // newMigrator uses the default lock, on the migrated connection: advisory
 // locks belong to one database, so parallel tests never wait for each other.
 func newMigrator(t *testing.T, set *migrate.Set) *migrate.Migrator {
-	return migrate.New(set, migrate.Options{LockTimeout: 30 * time.Second, Version: "test", Runner: t.Name()})
+	return mustNew(t, set, migrate.Options{LockTimeout: 30 * time.Second, Version: "test", Runner: t.Name()})
 }
+
+func mustNew(t *testing.T, set *migrate.Set, opts migrate.Options) *migrate.Migrator {
+	t.Helper()
+	m, err := migrate.New(set, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+var all = migrate.UpOptions{}
 
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -58,11 +71,11 @@ func TestUpExampleFolder(t *testing.T) {
 	}
 	conn := emptydb.Conn(t, emptydb.New(t))
 	m := newMigrator(t, set)
-	res, err := m.Up(ctx(t), conn, 0)
+	res, err := m.Up(ctx(t), conn, all)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Success || len(res.FilesExecuted) != len(set.Migrations) || len(res.Errors) != 0 {
+	if len(res.FilesExecuted) != len(set.Migrations) {
 		t.Fatalf("result = %+v", res)
 	}
 	if got := scalar[int64](t, conn, `SELECT count(*) FROM dbinit.schema_migrations WHERE state = 'applied'`); got != int64(len(set.Migrations)) {
@@ -80,8 +93,8 @@ INSERT INTO graph.edges (source_id, target_id, kind) VALUES (1, 2, 'works_on'), 
 	}
 
 	// A second run has nothing to do.
-	res, err = m.Up(ctx(t), conn, 0)
-	if err != nil || len(res.FilesExecuted) != 0 || !res.Success {
+	res, err = m.Up(ctx(t), conn, all)
+	if err != nil || len(res.FilesExecuted) != 0 {
 		t.Fatalf("second run: %v %+v", err, res)
 	}
 
@@ -104,7 +117,7 @@ func TestUpNothingPendingTakesNoLock(t *testing.T) {
 	conn := emptydb.Conn(t, cc)
 	key := migrate.LockKey(t.Name())
 	opts := migrate.Options{Locker: &migrate.AdvisoryLock{Conn: conn, Key: key, Timeout: time.Second}}
-	if _, err := migrate.New(set, opts).Up(ctx(t), conn, 0); err != nil {
+	if _, err := mustNew(t, set, opts).Up(ctx(t), conn, all); err != nil {
 		t.Fatal(err)
 	}
 	// Another session holds the lock; a run with nothing to do must not wait for it.
@@ -113,12 +126,12 @@ func TestUpNothingPendingTakesNoLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts.Locker = &migrate.AdvisoryLock{Conn: conn, Key: key, Timeout: 200 * time.Millisecond}
-	if _, err := migrate.New(set, opts).Up(ctx(t), conn, 0); err != nil {
+	if _, err := mustNew(t, set, opts).Up(ctx(t), conn, all); err != nil {
 		t.Fatalf("no-op run waited for the lock: %v", err)
 	}
 	// With work to do it waits, then gives up with a LockTimeoutError naming the holder.
 	set2 := load(t, map[string]string{"001_a.sql": "CREATE TABLE a (id int);", "002_b.sql": "CREATE TABLE b (id int);"})
-	_, err := migrate.New(set2, opts).Up(ctx(t), conn, 0)
+	_, err := mustNew(t, set2, opts).Up(ctx(t), conn, all)
 	var lt *migrate.LockTimeoutError
 	if !errors.As(err, &lt) || !strings.Contains(lt.Holder, "pid") {
 		t.Fatalf("err = %v, want LockTimeoutError with the holder", err)
@@ -154,7 +167,7 @@ func TestErrorLocations(t *testing.T) {
 			t.Parallel()
 			set := load(t, map[string]string{"001_x.sql": tt.file})
 			conn := emptydb.Conn(t, emptydb.New(t))
-			res, err := newMigrator(t, set).Up(ctx(t), conn, 0)
+			res, err := newMigrator(t, set).Up(ctx(t), conn, all)
 			var se *migrate.SQLError
 			if !errors.As(err, &se) {
 				t.Fatalf("err = %v, want *SQLError", err)
@@ -167,7 +180,7 @@ func TestErrorLocations(t *testing.T) {
 					t.Errorf("error does not contain %q:\n%s", w, err)
 				}
 			}
-			if res.Success || len(res.Errors) != 1 || len(res.Files) != 1 || res.Files[0].Err == nil {
+			if len(res.FilesExecuted) != 0 || len(res.Files) != 1 || !errors.Is(res.Files[0].Err, se.Err) {
 				t.Errorf("result = %+v", res)
 			}
 		})
@@ -182,7 +195,7 @@ func TestFailedFileLeavesNothing(t *testing.T) {
 		"003_later.sql": "CREATE TABLE later (id int);",
 	})
 	conn := emptydb.Conn(t, emptydb.New(t))
-	res, err := newMigrator(t, set).Up(ctx(t), conn, 0)
+	res, err := newMigrator(t, set).Up(ctx(t), conn, all)
 	if err == nil {
 		t.Fatal("want an error")
 	}
@@ -202,7 +215,7 @@ func TestNoTransactionResume(t *testing.T) {
 	t.Parallel()
 	file := "-- dbinit:no-transaction\nCREATE TABLE t (a int, b int);\nINSERT INTO t VALUES (1, 1);\nCREATE INDEX CONCURRENTLY t_c ON t (c);\nCREATE INDEX CONCURRENTLY t_b ON t (b);\n"
 	conn := emptydb.Conn(t, emptydb.New(t))
-	_, err := newMigrator(t, load(t, map[string]string{"001_ix.sql": file})).Up(ctx(t), conn, 0)
+	_, err := newMigrator(t, load(t, map[string]string{"001_ix.sql": file})).Up(ctx(t), conn, all)
 	var se *migrate.SQLError
 	if !errors.As(err, &se) || se.Line != 4 || se.Statement != 3 {
 		t.Fatalf("err = %v", err)
@@ -214,12 +227,17 @@ func TestNoTransactionResume(t *testing.T) {
 	// Fix the failing statement; statements 1 and 2 must not run again (the
 	// INSERT would duplicate the row).
 	fixed := strings.Replace(file, "(c)", "(a)", 1)
-	m := newMigrator(t, load(t, map[string]string{"001_ix.sql": fixed}))
-	plan, err := m.PlanUp(ctx(t), conn, 0)
+	fixedSet := load(t, map[string]string{"001_ix.sql": fixed})
+	m := newMigrator(t, fixedSet)
+	applied, err := migrate.ReadHistory(ctx(t), conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := migrate.PlanUp(fixedSet, applied, all)
 	if err != nil || len(plan.Steps) != 1 || plan.Steps[0].ResumeAt != 2 {
 		t.Fatalf("plan: %v %+v", err, plan)
 	}
-	res, err := m.Up(ctx(t), conn, 0)
+	res, err := m.Up(ctx(t), conn, all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,12 +260,12 @@ func TestDriftStopsEverything(t *testing.T) {
 	t.Parallel()
 	conn := emptydb.Conn(t, emptydb.New(t))
 	v1 := map[string]string{"001_a.sql": "CREATE TABLE a (id int);"}
-	if _, err := newMigrator(t, load(t, v1)).Up(ctx(t), conn, 0); err != nil {
+	if _, err := newMigrator(t, load(t, v1)).Up(ctx(t), conn, all); err != nil {
 		t.Fatal(err)
 	}
 	v2 := map[string]string{"001_a.sql": "CREATE TABLE a (id bigint);", "002_b.sql": "CREATE TABLE b (id int);"}
 	m := newMigrator(t, load(t, v2))
-	_, err := m.Up(ctx(t), conn, 0)
+	_, err := m.Up(ctx(t), conn, all)
 	var de *migrate.DriftError
 	if !errors.As(err, &de) || len(de.Changed) != 1 || !strings.Contains(err.Error(), "dbinit accept 1") {
 		t.Fatalf("err = %v", err)
@@ -258,7 +276,7 @@ func TestDriftStopsEverything(t *testing.T) {
 	if err := m.Accept(ctx(t), conn, 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Up(ctx(t), conn, 0); err != nil {
+	if _, err := m.Up(ctx(t), conn, all); err != nil {
 		t.Fatalf("after accept: %v", err)
 	}
 }
@@ -272,7 +290,7 @@ func TestDownChecksEveryFileFirst(t *testing.T) {
 	})
 	conn := emptydb.Conn(t, emptydb.New(t))
 	m := newMigrator(t, set)
-	if _, err := m.Up(ctx(t), conn, 0); err != nil {
+	if _, err := m.Up(ctx(t), conn, all); err != nil {
 		t.Fatal(err)
 	}
 	_, err := m.Down(ctx(t), conn, migrate.DownOptions{To: 0})
@@ -309,7 +327,7 @@ func TestBaseline(t *testing.T) {
 	if err != nil || len(res.FilesExecuted) != 2 {
 		t.Fatalf("baseline: %v %+v", err, res)
 	}
-	res, err = m.Up(ctx(t), conn, 0)
+	res, err = m.Up(ctx(t), conn, all)
 	if err != nil || len(res.FilesExecuted) != 1 || res.FilesExecuted[0] != "db/003_c.sql" {
 		t.Fatalf("up after baseline: %v %+v", err, res)
 	}
@@ -331,7 +349,7 @@ func TestSessionResetBetweenFiles(t *testing.T) {
 		"002_b.sql": "CREATE TABLE y AS SELECT current_user::text AS who, current_setting('search_path') AS path, current_setting('statement_timeout') AS st, pg_sleep(0.01)::text AS slept;",
 	})
 	conn := emptydb.Conn(t, cc)
-	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
+	if _, err := newMigrator(t, set).Up(ctx(t), conn, all); err != nil {
 		t.Fatal(err)
 	}
 	got := scalar[string](t, conn, `SELECT who || '|' || path || '|' || st FROM public.y`)
@@ -340,52 +358,92 @@ func TestSessionResetBetweenFiles(t *testing.T) {
 	}
 }
 
-// TestConcurrentRunners: ten runners at once apply every file exactly once.
+// TestConcurrentRunners: ten runners that start at the same instant apply
+// every file exactly once; the ones that lose the race wait for the lock
+// and then find nothing to do.
 func TestConcurrentRunners(t *testing.T) {
 	t.Parallel()
 	files := map[string]string{}
 	for i := 1; i <= 20; i++ {
-		files[fmt.Sprintf("%03d_t%d.sql", i, i)] = fmt.Sprintf("CREATE TABLE t%d (id int); INSERT INTO counter VALUES (%d);", i, i)
+		// Each file takes a little while, so the winner holds the lock long
+		// enough for the others to find it taken.
+		files[fmt.Sprintf("%03d_t%d.sql", i, i)] = fmt.Sprintf("CREATE TABLE t%d (id int); INSERT INTO counter VALUES (%d); SELECT pg_sleep(0.01);", i, i)
 	}
 	files["001_t1.sql"] = "CREATE TABLE counter (v int); CREATE TABLE t1 (id int); INSERT INTO counter VALUES (1);"
 	set := load(t, files)
 	cc := emptydb.New(t)
-	var wg sync.WaitGroup
-	errs := make([]error, 10)
-	applied := make([]int, 10)
-	for i := range 10 {
+	const runners = 10
+	conns := make([]*pgx.Conn, runners)
+	for i := range conns {
+		conns[i] = emptydb.Conn(t, cc) // connected before the start, so all start together
+	}
+	var (
+		wg      sync.WaitGroup
+		start   = make(chan struct{})
+		errs    = make([]error, runners)
+		applied = make([]int, runners)
+		logs    = make([]*syncBuffer, runners)
+	)
+	for i := range runners {
+		logs[i] = &syncBuffer{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := pgx.ConnectConfig(ctx(t), cc)
+			conn := conns[i]
+			log := slog.New(slog.NewTextHandler(logs[i], nil))
+			m, err := migrate.New(set, migrate.Options{Locker: &migrate.AdvisoryLock{Conn: conn, Key: migrate.LockKey(t.Name()), Timeout: time.Minute, Logger: log}})
 			if err != nil {
 				errs[i] = err
 				return
 			}
-			defer conn.Close(context.Background())
-			m := migrate.New(set, migrate.Options{LockTimeout: time.Minute, Locker: &migrate.AdvisoryLock{Conn: conn, Key: migrate.LockKey(t.Name()), Timeout: time.Minute}})
-			res, err := m.Up(ctx(t), conn, 0)
+			<-start
+			res, err := m.Up(ctx(t), conn, all)
 			errs[i] = err
 			if res != nil {
 				applied[i] = len(res.FilesExecuted)
 			}
 		}()
 	}
+	close(start)
 	wg.Wait()
-	total := 0
+	total, waited := 0, 0
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("runner %d: %v", i, err)
 		}
 		total += applied[i]
+		if strings.Contains(logs[i].String(), "waiting for another runner's lock") {
+			waited++
+		}
 	}
 	if total != 20 {
 		t.Fatalf("files applied across runners = %d, want 20", total)
+	}
+	if waited == 0 {
+		t.Fatal("no runner waited for the lock: the runners did not overlap")
 	}
 	conn := emptydb.Conn(t, cc)
 	if n := scalar[int64](t, conn, `SELECT count(*) FROM counter`); n != 20 {
 		t.Fatalf("counter rows = %d: some file ran twice or not at all", n)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and a later reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestDeferredConstraintFailsTheFile(t *testing.T) {
@@ -394,7 +452,7 @@ func TestDeferredConstraintFailsTheFile(t *testing.T) {
 		"001_a.sql": "CREATE TABLE p (id int PRIMARY KEY);\nCREATE TABLE c (p int REFERENCES p DEFERRABLE INITIALLY DEFERRED);\nINSERT INTO c VALUES (42);",
 	})
 	conn := emptydb.Conn(t, emptydb.New(t))
-	_, err := newMigrator(t, set).Up(ctx(t), conn, 0)
+	_, err := newMigrator(t, set).Up(ctx(t), conn, all)
 	var se *migrate.SQLError
 	if !errors.As(err, &se) || se.Err.Code != "23503" || !strings.HasPrefix(err.Error(), "db/001_a.sql: ERROR 23503") {
 		t.Fatalf("err = %v", err)
@@ -418,7 +476,7 @@ func TestNoTransactionFileSessionState(t *testing.T) {
 		"002_b.sql": "CREATE TABLE b AS SELECT current_user::text AS who, current_setting('synchronous_commit') AS sc;",
 	})
 	conn := emptydb.Conn(t, cc)
-	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
+	if _, err := newMigrator(t, set).Up(ctx(t), conn, all); err != nil {
 		t.Fatal(err)
 	}
 	if got := scalar[string](t, conn, `SELECT who || ' ' || sc FROM b`); strings.Contains(got, role) || strings.Contains(got, "remote_apply") {
@@ -438,7 +496,7 @@ func TestFileChangingStringSettings(t *testing.T) {
 		"002_b.sql": "CREATE TABLE b (id int);",
 	})
 	conn := emptydb.Conn(t, emptydb.New(t))
-	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
+	if _, err := newMigrator(t, set).Up(ctx(t), conn, all); err != nil {
 		t.Fatal(err)
 	}
 	if n := scalar[int64](t, conn, `SELECT count(*) FROM dbinit.schema_migrations`); n != 2 {
@@ -452,19 +510,23 @@ func TestPartialWithNothingLeft(t *testing.T) {
 	t.Parallel()
 	conn := emptydb.Conn(t, emptydb.New(t))
 	file := "-- dbinit:no-transaction\nCREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY t_a ON t (a);\nCREATE INDEX CONCURRENTLY t_x ON t (nope);\n"
-	if _, err := newMigrator(t, load(t, map[string]string{"001_ix.sql": file})).Up(ctx(t), conn, 0); err == nil {
+	if _, err := newMigrator(t, load(t, map[string]string{"001_ix.sql": file})).Up(ctx(t), conn, all); err == nil {
 		t.Fatal("want an error")
 	}
 	trimmed := strings.Replace(file, "CREATE INDEX CONCURRENTLY t_x ON t (nope);\n", "", 1)
 	set := load(t, map[string]string{"001_ix.sql": trimmed, "002_next.sql": "CREATE TABLE n (id int);"})
-	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
+	if _, err := newMigrator(t, set).Up(ctx(t), conn, all); err != nil {
 		t.Fatal(err)
 	}
 	if got := scalar[string](t, conn, `SELECT string_agg(state || ':' || statements_done, ',' ORDER BY version) FROM dbinit.schema_migrations`); got != "applied:2,applied:1" {
 		t.Fatalf("history = %s", got)
 	}
-	if st, err := newMigrator(t, set).Status(ctx(t), conn); err != nil || st[0].State != migrate.StateApplied {
-		t.Fatalf("status = %+v %v", st, err)
+	applied, err := migrate.ReadHistory(ctx(t), conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := migrate.Status(set, applied); st[0].State != migrate.StateApplied {
+		t.Fatalf("status = %+v", st)
 	}
 }
 
@@ -475,21 +537,26 @@ func TestErrorStatementNumbers(t *testing.T) {
 	t.Parallel()
 	set := load(t, map[string]string{"001_a.sql": "SELECT 1;\nSELECT 2;\nSELEC 3;\n"})
 	conn := emptydb.Conn(t, emptydb.New(t))
-	_, err := newMigrator(t, set).Up(ctx(t), conn, 0)
+	_, err := newMigrator(t, set).Up(ctx(t), conn, all)
 	var se *migrate.SQLError
-	if !errors.As(err, &se) || se.Statement != 3 || se.Line != 3 {
-		t.Fatalf("err = %v (statement %d)", err, se.Statement)
+	if !errors.As(err, &se) {
+		t.Fatalf("err = %v, want *SQLError", err)
+	}
+	if se.Statement != 3 || se.Line != 3 {
+		t.Fatalf("err = %v (statement %d, line %d), want statement 3 on line 3", err, se.Statement, se.Line)
 	}
 	set = load(t, map[string]string{"001_a.sql": "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'boom'; END $$;\nDO $$\nBEGIN\n  PERFORM 1;\n  PERFORM f();\nEND $$;"})
 	conn = emptydb.Conn(t, emptydb.New(t))
-	_, err = newMigrator(t, set).Up(ctx(t), conn, 0)
+	_, err = newMigrator(t, set).Up(ctx(t), conn, all)
 	if !errors.As(err, &se) || se.Line != 5 || se.Col != 3 {
 		t.Fatalf("err = %v", err)
 	}
 }
 
 // TestEnumValueAcrossFiles: a file may use what the file before it
-// committed (an enum value), in the template build exactly as in up.
+// committed (an enum value): up commits each file on its own. The template
+// build, which runs up on a side database, is tested the same way in
+// internal/provision.
 func TestEnumValueAcrossFiles(t *testing.T) {
 	t.Parallel()
 	set := load(t, map[string]string{
@@ -498,37 +565,7 @@ func TestEnumValueAcrossFiles(t *testing.T) {
 		"003_use.sql":   "CREATE TABLE s (v status DEFAULT 'done');\nINSERT INTO s VALUES ('done');",
 	})
 	conn := emptydb.Conn(t, emptydb.New(t))
-	if _, err := newMigrator(t, set).Up(ctx(t), conn, 0); err != nil {
+	if _, err := newMigrator(t, set).Up(ctx(t), conn, all); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestSingleTransaction: consecutive transactional files share one
-// transaction; a failure rolls back the whole batch, and a no-transaction
-// file ends the batch before it.
-func TestSingleTransaction(t *testing.T) {
-	t.Parallel()
-	files := map[string]string{
-		"001_a.sql":  "CREATE TABLE a (id int);",
-		"002_b.sql":  "CREATE TABLE b (id int);",
-		"003_ix.sql": "-- dbinit:no-transaction\nCREATE INDEX CONCURRENTLY b_id ON b (id);",
-		"004_c.sql":  "CREATE TABLE c (id int);",
-		"005_d.sql":  "CREATE TABLE d (id int);\nSELECT nope;",
-	}
-	conn := emptydb.Conn(t, emptydb.New(t))
-	m := migrate.New(load(t, files), migrate.Options{SingleTransaction: true})
-	res, err := m.Up(ctx(t), conn, 0)
-	var se *migrate.SQLError
-	if !errors.As(err, &se) || se.Line != 2 {
-		t.Fatalf("err = %v", err)
-	}
-	if got := strings.Join(res.FilesExecuted, ","); got != "db/001_a.sql,db/002_b.sql,db/003_ix.sql" {
-		t.Fatalf("FilesExecuted = %s", got)
-	}
-	if got := scalar[string](t, conn, `SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'`); got != "a,b" {
-		t.Fatalf("tables = %s: 004 must roll back with 005", got)
-	}
-	if n := scalar[int64](t, conn, `SELECT count(*) FROM dbinit.schema_migrations`); n != 3 {
-		t.Fatalf("history rows = %d", n)
 	}
 }

@@ -186,7 +186,7 @@ var (
 // doBlockLine finds, for an error raised inside a DO block, the offset in
 // the statement of the line PL/pgSQL names in the error's context ("line 3"
 // counts from the line the body's quote opens on).
-func doBlockLine(st sqlsplit.Statement, where string) (int, bool) {
+func doBlockLine(st Statement, where string) (int, bool) {
 	// The DO block is the outermost frame: the last one in CONTEXT, below
 	// the functions it called.
 	all := doLineRE.FindAllStringSubmatch(where, -1)

@@ -19,14 +19,14 @@ import (
 	"github.com/savvi-studio/dbinit/internal/sqlsplit"
 )
 
-// HistoryFormat is the version of the history table's layout. It is part of
+// historyFormat is the version of the history table's layout. It is part of
 // the migration-set hash, so a dbinit that records history differently never
 // reuses a template built by an older one.
-const HistoryFormat = 1
+const historyFormat = 1
 
-// DirectiveNoTransaction, as a leading comment line, runs a file statement by
+// directiveNoTransaction, as a leading comment line, runs a file statement by
 // statement outside a transaction.
-const DirectiveNoTransaction = "-- dbinit:no-transaction"
+const directiveNoTransaction = "-- dbinit:no-transaction"
 
 // Migration is one version: its up file and, when there is one, its down file.
 type Migration struct {
@@ -38,13 +38,29 @@ type Migration struct {
 
 // Script is one checked, split SQL file.
 type Script struct {
-	File          string               // name inside the folder, "007_add_users.sql"
-	Path          string               // name as shown to users, "db/007_add_users.sql"
-	SQL           string               // text sent to the server: the file without a UTF-8 BOM
-	Checksum      string               // hex SHA-256 of the file's bytes, as found on disk
-	NoTransaction bool                 // the file starts with -- dbinit:no-transaction
-	Statements    []sqlsplit.Statement // the non-empty statements, with offsets into SQL
+	File          string      // name inside the folder, "007_add_users.sql"
+	Path          string      // name as shown to users, "db/007_add_users.sql"
+	SQL           string      // text sent to the server: the file without a UTF-8 BOM
+	Checksum      string      // hex SHA-256 of the file's bytes, as found on disk
+	NoTransaction bool        // the file starts with -- dbinit:no-transaction
+	Statements    []Statement // the statements, in order; comment-only pieces are left out
 }
+
+// Statement is one statement of a script, cut where psql would cut it.
+type Statement struct {
+	// Text is the statement as it is sent, with the comments and white
+	// space before it, up to and including its ";".
+	Text string
+	// Offset is the byte offset of Text in Script.SQL.
+	Offset int
+	// Start is the byte offset in Text of the statement's first token.
+	Start int
+	// Line is the 1-based line of the statement's first token in the file.
+	Line int
+}
+
+// SQL returns the statement without the comments and white space before it.
+func (s Statement) SQL() string { return s.Text[s.Start:] }
 
 // Set is a loaded, checked migration folder.
 type Set struct {
@@ -223,16 +239,17 @@ func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 		if st.Empty {
 			continue
 		}
-		s.Statements = append(s.Statements, st)
+		s.Statements = append(s.Statements, Statement{Text: st.Text, Offset: st.Offset, Start: st.Start,
+			Line: st.Line + strings.Count(st.Text[:st.Start], "\n")})
 		start := st.Offset + st.Start
 		if st.TransactionControl() {
-			problems = append(problems, at(text, start, fmt.Sprintf("%s: transaction control is not allowed in migrations; dbinit runs each file in its own transaction (or, with %q, statement by statement)", strings.Join(st.Keywords(2), " "), DirectiveNoTransaction)))
+			problems = append(problems, at(text, start, fmt.Sprintf("%s: transaction control is not allowed in migrations; dbinit runs each file in its own transaction (or, with %q, statement by statement)", strings.Join(st.Keywords(2), " "), directiveNoTransaction)))
 		}
 		if st.CopyFromStdin() {
 			problems = append(problems, at(text, start, "COPY ... FROM STDIN needs psql to feed the data; use INSERT, or COPY from a file the server can read"))
 		}
 		if what, ok := st.NoTransaction(); ok && !noTx {
-			problems = append(problems, at(text, start, fmt.Sprintf("%s cannot run inside a transaction; add the line %q at the top of the file so it runs statement by statement", what, DirectiveNoTransaction)))
+			problems = append(problems, at(text, start, fmt.Sprintf("%s cannot run inside a transaction; add the line %q at the top of the file so it runs statement by statement", what, directiveNoTransaction)))
 		}
 	}
 	return s, problems
@@ -270,7 +287,7 @@ func directives(display, text string) (noTx bool, problems []Problem) {
 // same hash is the same database.
 func (s *Set) Hash() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "dbinit-set\x00format=%d\x00", HistoryFormat)
+	fmt.Fprintf(h, "dbinit-set\x00format=%d\x00", historyFormat)
 	var buf [8]byte
 	for _, m := range s.Migrations {
 		binary.BigEndian.PutUint64(buf[:], uint64(m.Version))

@@ -28,8 +28,10 @@ func LockKey(name string) int64 {
 	return int64(h.Sum64())
 }
 
-// DefaultLockKey is the key dbinit's commands use: one lock per server, so
-// that building the template and updating any working database never overlap.
+// DefaultLockKey is the key dbinit's commands use. An advisory lock belongs
+// to the database of the session that takes it; dbinit takes it on its
+// maintenance connection, so runners that share a maintenance database
+// never overlap while building the template or updating a working database.
 var DefaultLockKey = LockKey("migrate")
 
 // AdvisoryLock is a session-level advisory lock. dbinit takes it on a

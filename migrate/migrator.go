@@ -16,22 +16,16 @@ var discardLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // Options configure a Migrator. The zero value works.
 type Options struct {
-	Logger *slog.Logger // where progress goes; nil = nowhere
+	Logger *slog.Logger // where progress goes, slog.New(slog.NewTextHandler(os.Stderr, nil)); nil = nowhere
 	// Locker serialises runners. nil = an AdvisoryLock with DefaultLockKey on
-	// the migrated connection itself.
-	Locker          Locker
-	LockTimeout     time.Duration // for the default Locker; 0 = 5m
-	AllowOutOfOrder bool          // apply new files below the highest applied version
-	// Runner is recorded in applied_by next to the database user, "web-7f9c (pid 1)";
-	// "" = the host name.
+	// the migrated connection itself, waiting up to LockTimeout.
+	Locker      Locker
+	LockTimeout time.Duration // for the default Locker, 30 * time.Second; 0 = 5m
+	// Runner is recorded in applied_by next to the database user,
+	// "web-7f9c (pid 1)"; "" = the host name and process id.
 	Runner string
-	// Version is the dbinit version recorded with every row, "v1.2.0".
+	// Version is the program version recorded with every row, "v1.2.0".
 	Version string
-	// SingleTransaction runs consecutive transactional files in one
-	// transaction. Only for building a fresh database that is thrown away if
-	// anything fails (a template build): a failure rolls back every file of
-	// the batch, not only the failing one.
-	SingleTransaction bool
 }
 
 // Migrator applies one migration set to databases.
@@ -41,35 +35,37 @@ type Migrator struct {
 	log  *slog.Logger
 }
 
-// New returns a Migrator for set.
-func New(set *Set, opts Options) *Migrator {
+// New returns a Migrator for set, or an error when an option is invalid.
+func New(set *Set, opts Options) (*Migrator, error) {
+	if set == nil {
+		return nil, errors.New("migrate.New: no migration set")
+	}
+	if opts.LockTimeout < 0 {
+		return nil, fmt.Errorf("migrate.New: LockTimeout %s is negative", opts.LockTimeout)
+	}
 	if opts.Runner == "" {
 		host, _ := os.Hostname()
 		opts.Runner = fmt.Sprintf("%s pid %d", host, os.Getpid())
 	}
-	if opts.LockTimeout <= 0 {
+	if opts.LockTimeout == 0 {
 		opts.LockTimeout = 5 * time.Minute
 	}
 	log := opts.Logger
 	if log == nil {
 		log = discardLogger
 	}
-	return &Migrator{set: set, opts: opts, log: log}
+	return &Migrator{set: set, opts: opts, log: log}, nil
 }
 
-// Set returns the migration set.
-func (m *Migrator) Set() *Set { return m.set }
-
-// Result is what a run did: the Go form of a migration result that test
-// fixtures assert on.
+// Result is what a run did: the files it executed and how long it took.
+// A run that fails returns its Result together with the error; the file
+// that failed is the last of Files, with its Err set.
 type Result struct {
-	Success       bool          // every planned file ran
+	Database      string        // name of the database the run was for
 	FilesExecuted []string      // paths of the files that ran to completion, in order, "db/007_add_users.sql"
-	Errors        []error       // why the run failed; empty on success
+	Files         []FileResult  // per file, in the order they ran, including a failed one
 	Warnings      []string      // worth reading, did not stop the run
 	Duration      time.Duration // wall time of the run
-	Files         []FileResult  // per file, in the order they ran, including a failed one
-	Database      string        // name of the database the run was for
 }
 
 // FileResult is what happened to one file.
@@ -90,37 +86,23 @@ func (m *Migrator) newResult(conn *pgx.Conn) (*Result, time.Time) {
 
 func (r *Result) finish(start time.Time, err error) (*Result, error) {
 	r.Duration = time.Since(start)
-	if err != nil {
-		r.Errors = append(r.Errors, err)
-	}
-	r.Success = len(r.Errors) == 0
 	return r, err
 }
 
-// Status reports every version of the folder and of the history.
-func (m *Migrator) Status(ctx context.Context, conn *pgx.Conn) ([]StatusEntry, error) {
+// plan reads the history and plans `up` without changing anything.
+func (m *Migrator) plan(ctx context.Context, conn *pgx.Conn, opts UpOptions) (*Plan, error) {
 	applied, err := ReadHistory(ctx, conn)
 	if err != nil {
 		return nil, err
 	}
-	return Status(m.set, applied), nil
+	return PlanUp(m.set, applied, opts)
 }
 
-// PlanUp reads the history and plans `up` without changing anything.
-func (m *Migrator) PlanUp(ctx context.Context, conn *pgx.Conn, to int64) (*Plan, error) {
-	applied, err := ReadHistory(ctx, conn)
-	if err != nil {
-		return nil, err
-	}
-	return PlanUp(m.set, applied, UpOptions{To: to, AllowOutOfOrder: m.opts.AllowOutOfOrder})
-}
-
-// Up applies pending migrations up to and including version to (0 = all).
-// When nothing is pending it takes no lock and changes nothing. The Result is
-// never nil.
-func (m *Migrator) Up(ctx context.Context, conn *pgx.Conn, to int64) (*Result, error) {
+// Up applies pending migrations as PlanUp plans them. When nothing is
+// pending it takes no lock and changes nothing. The Result is never nil.
+func (m *Migrator) Up(ctx context.Context, conn *pgx.Conn, opts UpOptions) (*Result, error) {
 	res, start := m.newResult(conn)
-	plan, err := m.PlanUp(ctx, conn, to)
+	plan, err := m.plan(ctx, conn, opts)
 	if err != nil {
 		return res.finish(start, err)
 	}
@@ -135,7 +117,7 @@ func (m *Migrator) Up(ctx context.Context, conn *pgx.Conn, to int64) (*Result, e
 	}
 	defer m.release(ctx, unlock)
 	// Another runner may have applied some or all of it while we waited.
-	if plan, err = m.PlanUp(ctx, conn, to); err != nil {
+	if plan, err = m.plan(ctx, conn, opts); err != nil {
 		return res.finish(start, err)
 	}
 	m.warn(res, plan)

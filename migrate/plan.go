@@ -118,7 +118,7 @@ type Plan struct {
 	Warnings []string // things worth saying that do not stop the run
 }
 
-// UpOptions select what PlanUp plans.
+// UpOptions select what PlanUp plans and Migrator.Up applies.
 type UpOptions struct {
 	To              int64 // apply versions up to and including To; 0 = all
 	AllowOutOfOrder bool  // apply a new file below the highest applied version
@@ -232,19 +232,19 @@ func resumePoint(m *Migration, a Applied) (int, string) {
 	s := m.Up
 	switch {
 	case !s.NoTransaction:
-		return 0, fmt.Sprintf("stopped after %d statements as a no-transaction file, but the file no longer has %q; put the directive back to resume it", a.StatementsDone, DirectiveNoTransaction)
+		return 0, fmt.Sprintf("stopped after %d statements as a no-transaction file, but the file no longer has %q; put the directive back to resume it", a.StatementsDone, directiveNoTransaction)
 	case a.StatementsDone > len(s.Statements):
 		return 0, fmt.Sprintf("stopped after %d statements, but the file now has only %d; restore it, or repair the database by hand and delete its row from dbinit.schema_migrations", a.StatementsDone, len(s.Statements))
-	case PrefixChecksum(s, a.StatementsDone) != a.PrefixChecksum:
+	case prefixChecksum(s, a.StatementsDone) != a.PrefixChecksum:
 		return 0, fmt.Sprintf("stopped after %d statements and some of those statements changed since, so it is unknown what ran; restore them (only statement %d onwards may change), or repair the database by hand and delete its row from dbinit.schema_migrations", a.StatementsDone, a.StatementsDone+1)
 	}
 	return a.StatementsDone, ""
 }
 
-// PrefixChecksum is the checksum of a script's first n statements, ignoring
+// prefixChecksum is the checksum of a script's first n statements, ignoring
 // the comments and white space before each: what must be unchanged for a
 // partial file to resume.
-func PrefixChecksum(s *Script, n int) string {
+func prefixChecksum(s *Script, n int) string {
 	h := sha256.New()
 	for _, st := range s.Statements[:n] {
 		h.Write([]byte(st.Text[st.Start:]))

@@ -118,7 +118,7 @@ func TestPlanUpResumesPartial(t *testing.T) {
 	files := map[string]string{"001_ix.sql": "-- dbinit:no-transaction\nCREATE INDEX CONCURRENTLY a ON t (a);\nCREATE INDEX CONCURRENTLY b ON t (b);\nCREATE INDEX CONCURRENTLY c ON t (c);"}
 	set := testSet(t, files)
 	s := set.Find(1).Up
-	row := Applied{Version: 1, Name: "ix", Checksum: s.Checksum, State: StatePartial, StatementsDone: 2, PrefixChecksum: PrefixChecksum(s, 2)}
+	row := Applied{Version: 1, Name: "ix", Checksum: s.Checksum, State: StatePartial, StatementsDone: 2, PrefixChecksum: prefixChecksum(s, 2)}
 	p, err := PlanUp(set, []Applied{row}, UpOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -42,11 +42,7 @@ func (m *Migrator) run(ctx context.Context, conn *pgx.Conn, plan *Plan, res *Res
 		return fmt.Errorf("prepare history delete: %w", err)
 	}
 	for i, step := range plan.Steps {
-		last := i == len(plan.Steps)-1
-		// Transactional files are grouped into one transaction only when asked
-		// and only while the next file is transactional too.
-		commit := last || !m.opts.SingleTransaction || plan.Steps[i+1].Script.NoTransaction
-		if err := r.step(ctx, i, step, commit, last); err != nil {
+		if err := r.step(ctx, i, step, i == len(plan.Steps)-1); err != nil {
 			return interrupted(ctx, err)
 		}
 	}
@@ -61,10 +57,9 @@ type runner struct {
 	res   *Result
 	total int
 
-	inTx    bool         // a transaction is open (SingleTransaction batches span files)
-	batch   []FileResult // files in the open transaction, not yet committed
-	dirty   bool         // an asynchronous commit has not been flushed yet
-	lastRow *Migration   // last history row committed, for the final flush
+	inTx    bool       // a file's transaction is open
+	dirty   bool       // an asynchronous commit has not been flushed yet
+	lastRow *Migration // last history row committed, for the final flush
 	start   time.Time
 }
 
@@ -75,7 +70,7 @@ func (r *runner) started() time.Time {
 	return r.start
 }
 
-func (r *runner) step(ctx context.Context, i int, st Step, commit, last bool) error {
+func (r *runner) step(ctx context.Context, i int, st Step, last bool) error {
 	if r.start.IsZero() {
 		r.start = time.Now()
 	}
@@ -85,7 +80,7 @@ func (r *runner) step(ctx context.Context, i int, st Step, commit, last bool) er
 	if st.Script.NoTransaction {
 		fr.Statements, err = r.statementByStatement(ctx, st)
 	} else {
-		fr.Statements, err = r.transactional(ctx, st, commit, last)
+		fr.Statements, err = r.transactional(ctx, st, last)
 	}
 	fr.Duration = time.Since(t0)
 	if err != nil {
@@ -99,10 +94,6 @@ func (r *runner) step(ctx context.Context, i int, st Step, commit, last bool) er
 	}
 	r.m.log.Info(verb, "progress", fmt.Sprintf("%d/%d", i+1, r.total), "file", st.Script.Path, "version", st.Migration.Version, "name", st.Migration.Name,
 		"statements", fr.Statements, "duration_ms", fr.Duration.Milliseconds())
-	if r.inTx {
-		r.batch = append(r.batch, fr)
-		return nil
-	}
 	r.res.Files = append(r.res.Files, fr)
 	r.res.FilesExecuted = append(r.res.FilesExecuted, st.Script.Path)
 	return nil
@@ -121,20 +112,16 @@ const beginSQL = "BEGIN;"
 // round trips: BEGIN and the whole file at once (so the server's error
 // position is an offset into the file), then one pipelined batch that resets
 // the session, writes the history row and commits.
-func (r *runner) transactional(ctx context.Context, st Step, commit, last bool) (int, error) {
-	prefix := ""
-	if !r.inTx {
-		prefix = beginSQL
-	}
+func (r *runner) transactional(ctx context.Context, st Step, last bool) (int, error) {
 	t0 := time.Now()
-	done, err := execCounting(ctx, r.conn.PgConn(), prefix+st.Script.SQL)
-	if prefix != "" && done > 0 {
+	done, err := execCounting(ctx, r.conn.PgConn(), beginSQL+st.Script.SQL)
+	if done > 0 {
 		done-- // BEGIN is not the file's
 	}
 	r.inTx = true // even if the file failed: ROLLBACK ends whatever BEGIN opened
 	if err != nil {
 		r.rollback(ctx)
-		return done, r.placeError(st, done, 0, shiftPosition(err, len(prefix)))
+		return done, r.placeError(st, done, 0, shiftPosition(err, len(beginSQL)))
 	}
 	b := &pgx.Batch{}
 	// Undo what the file did to the session before the history row is
@@ -146,7 +133,7 @@ func (r *runner) transactional(ctx context.Context, st Step, commit, last bool) 
 	b.Queue("RESET SESSION AUTHORIZATION")
 	// Down files always commit durably: the flush at the end of a run needs
 	// a history row to write, and a run of downs may leave none.
-	async := commit && !last && !st.Down
+	async := !last && !st.Down
 	if async {
 		b.Queue("SET LOCAL synchronous_commit = off")
 	}
@@ -157,9 +144,7 @@ func (r *runner) transactional(ctx context.Context, st Step, commit, last bool) 
 		b.Queue(stmtRecord, rec.args(r.m.opts.Runner, r.m.opts.Version)...)
 	}
 	history := b.Len() - 1
-	if commit {
-		b.Queue("COMMIT")
-	}
+	b.Queue("COMMIT")
 	br := r.conn.SendBatch(ctx, b)
 	for i := range b.Len() {
 		if _, err := br.Exec(); err != nil {
@@ -176,19 +161,11 @@ func (r *runner) transactional(ctx context.Context, st Step, commit, last bool) 
 		r.rollback(ctx)
 		return done, fmt.Errorf("%s: record history: %w", st.Script.Path, err)
 	}
-	if !commit {
-		return done, nil
-	}
 	r.inTx = false
 	r.dirty = async
 	if !st.Down {
 		r.lastRow = st.Migration
 	}
-	for _, fr := range r.batch {
-		r.res.Files = append(r.res.Files, fr)
-		r.res.FilesExecuted = append(r.res.FilesExecuted, fr.Path)
-	}
-	r.batch = nil
 	return done, nil
 }
 
@@ -213,12 +190,6 @@ func (r *runner) rollback(ctx context.Context) {
 		cancel()
 		r.inTx = false
 	}
-	// Files of a SingleTransaction batch were rolled back with the failing one.
-	for _, fr := range r.batch {
-		fr.Err = fmt.Errorf("rolled back with the rest of its transaction")
-		r.res.Files = append(r.res.Files, fr)
-	}
-	r.batch = nil
 }
 
 // statementByStatement runs a no-transaction file one statement at a time,
@@ -241,7 +212,7 @@ func (r *runner) statementByStatement(ctx context.Context, st Step) (int, error)
 		if st.Down || i+1 == len(s.Statements) {
 			continue // the final row is written below
 		}
-		rec := record{m: st.Migration, state: StatePartial, done: i + 1, prefix: PrefixChecksum(s, i+1), durationMS: time.Since(ts).Milliseconds()}
+		rec := record{m: st.Migration, state: StatePartial, done: i + 1, prefix: prefixChecksum(s, i+1), durationMS: time.Since(ts).Milliseconds()}
 		if err := r.writeHistory(ctx, stmtRecord, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
 			return ran, fmt.Errorf("%s: record progress after statement %d: %w", s.Path, i+1, err)
 		}

@@ -92,7 +92,6 @@ type table struct {
 	statuses     []string
 	rows         int // rows seeded so far; ids are 1..rows
 	triggers     bool
-	validated    bool
 	views        int
 	indexes      int
 	colNames     map[string]bool

@@ -4,8 +4,10 @@
 //
 //	import _ "github.com/savvi-studio/dbinit/dbtest/dbtestcontainers"
 //
-// It lives in a package of its own so that projects that do not need it do
-// not pull testcontainers-go and the Docker client into their builds.
+// It is a Go module of its own, github.com/savvi-studio/dbinit/dbtest/dbtestcontainers,
+// so that projects that do not need it do not pull testcontainers-go, the
+// Docker client and OpenTelemetry into their builds, their go.sum or their
+// vulnerability scans.
 //
 // The image is DBTEST_IMAGE, e.g. "postgres:17", "postgis/postgis:17-3.5" or
 // an image built offline with `make postgres-image` ("dbinit/postgres-base:17");
@@ -33,18 +35,18 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 
-	"github.com/savvi-studio/dbinit/internal/testserver"
+	"github.com/savvi-studio/dbinit/dbtest"
 )
 
 // DefaultImage is used when DBTEST_IMAGE is not set.
 const DefaultImage = "postgres:17"
 
-func init() { testserver.Register(Provider{}) }
+func init() { dbtest.RegisterProvider(Provider{}) }
 
 // Provider starts PostgreSQL containers for dbtest.
 type Provider struct{}
 
-// Name implements testserver.Provider.
+// Name implements dbtest.Provider.
 func (Provider) Name() string { return "testcontainers" }
 
 var started struct {
@@ -52,9 +54,9 @@ var started struct {
 	c testcontainers.Container
 }
 
-// Start implements testserver.Provider: it starts a container and returns its
+// Start implements dbtest.Provider: it starts a container and returns its
 // superuser URL.
-func (Provider) Start(ctx context.Context) (*testserver.Server, error) {
+func (Provider) Start(ctx context.Context) (*dbtest.Server, error) {
 	image := os.Getenv("DBTEST_IMAGE")
 	if image == "" {
 		image = DefaultImage
@@ -93,7 +95,7 @@ func (Provider) Start(ctx context.Context) (*testserver.Server, error) {
 	}
 	u := url.URL{Scheme: "postgres", User: url.UserPassword("postgres", password),
 		Host: fmt.Sprintf("%s:%s", host, port.Port()), Path: "/postgres", RawQuery: "sslmode=disable"}
-	return &testserver.Server{URL: u.String(), Source: "testcontainers:" + image}, nil
+	return &dbtest.Server{URL: u.String(), Source: "testcontainers:" + image}, nil
 }
 
 // hostOf is where the container's published port is reached. With a local

@@ -2,86 +2,102 @@ package dbtestcontainers
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/savvi-studio/dbinit/internal/provision"
-	"github.com/savvi-studio/dbinit/migrate"
+	"github.com/savvi-studio/dbinit/dbtest"
 )
 
+// image is built offline from Debian packages (no registry here).
+const image = "dbinit/postgres-base:17"
+
+// TestMain starts one container through the provider and hands it to
+// dbtest as TEST_DATABASE_URL, so the tests below run dbtest end to end on
+// it. No registry is reachable here, so testcontainers' reaper cannot run:
+// the container is terminated at the end instead.
 func TestMain(m *testing.M) {
-	// No registry here: the reaper image cannot be pulled.
 	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
 		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	}
-	code := m.Run()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	_ = Terminate(ctx)
-	cancel()
-	os.Exit(code)
+	os.Exit(run(m))
 }
 
-// TestProviderWithLocalImage starts the offline image through
-// testcontainers-go and builds the template and a clone on it, as dbtest
-// does when this provider is the server source.
-func TestProviderWithLocalImage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("container test")
+func run(m *testing.M) int {
+	if !isShort() {
+		if err := start(); err != nil {
+			fmt.Fprintln(os.Stderr, "dbtestcontainers:", err)
+			return 1
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := Terminate(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "dbtestcontainers: terminate:", err)
+			}
+		}()
 	}
-	requireDocker(t)
-	image := "dbinit/postgres-base:17"
+	return m.Run()
+}
+
+func isShort() bool {
+	for _, a := range os.Args[1:] {
+		if a == "-test.short" || a == "-test.short=true" {
+			return true
+		}
+	}
+	return false
+}
+
+// start builds the image if needed and starts the container.
+func start() error {
+	if out, err := exec.Command("docker", "info").CombinedOutput(); err != nil {
+		return fmt.Errorf("the container tests need a Docker engine (go test -short skips them): %v\n%s", err, out)
+	}
 	if out, err := exec.Command("bash", "../../docker/postgres/build-base.sh", "17").CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", image, err, out)
+		return fmt.Errorf("build %s: %v\n%s", image, err, out)
 	}
-	t.Setenv("DBTEST_IMAGE", image)
+	os.Setenv("DBTEST_IMAGE", image)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	srv, err := Provider{}.Start(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	cc, err := pgx.ParseConfig(srv.URL)
-	if err != nil {
-		t.Fatal(err)
+	if srv.Source != "testcontainers:"+image {
+		return fmt.Errorf("source = %q", srv.Source)
 	}
-	maint, err := pgx.ConnectConfig(ctx, cc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer maint.Close(ctx)
-	set, err := migrate.LoadDir("../../db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &provision.Provisioner{Maint: maint, Set: set, Lock: &migrate.AdvisoryLock{Conn: maint, Key: migrate.LockKey("tc"), Timeout: time.Minute}}
-	out, err := p.EnsureTemplate(ctx, "tc_template")
-	if err != nil || !out.Built || !out.Result.Success {
-		t.Fatalf("template: %v %+v", err, out)
-	}
-	if err := p.Clone(ctx, "tc_template", "tc_clone"); err != nil {
-		t.Fatal(err)
-	}
-	clone, err := pgx.ConnectConfig(ctx, func() *pgx.ConnConfig { c := cc.Copy(); c.Database = "tc_clone"; return c }())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer clone.Close(ctx)
-	var n int
-	if err := clone.QueryRow(ctx, `SELECT count(*) FROM dbinit.schema_migrations`).Scan(&n); err != nil || n != len(set.Migrations) {
-		t.Fatalf("clone history: %d %v", n, err)
-	}
+	os.Setenv("TEST_DATABASE_URL", srv.URL)
+	return nil
 }
 
-func requireDocker(t *testing.T) {
-	t.Helper()
-	if err := exec.Command("docker", "info").Run(); err != nil {
-		if ci := os.Getenv("CI"); ci == "true" || ci == "1" {
-			t.Fatalf("no Docker engine: %v", err)
-		}
-		t.Skipf("SKIPPING: no Docker engine (%v)", err)
+// TestDBTestOnContainer: dbtest builds the template and clones databases
+// on the container the provider started.
+func TestDBTestOnContainer(t *testing.T) {
+	t.Parallel()
+	res, err := dbtest.Migration(t, dbtest.Dir("testdata/db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.FilesExecuted) != 2 {
+		t.Fatalf("files executed = %v", res.FilesExecuted)
+	}
+	pool := dbtest.New(t, dbtest.Dir("testdata/db"))
+	ctx := context.Background()
+	var v string
+	if err := pool.QueryRow(ctx, `SELECT current_setting('server_version_num')`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v[:2] != "17" {
+		t.Fatalf("server %s is not the container's PostgreSQL 17", v)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO accounts (name) VALUES ('ada')`); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM accounts`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("accounts = %d, %v", n, err)
 	}
 }

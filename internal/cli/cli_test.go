@@ -186,60 +186,6 @@ func TestInitLifecycle(t *testing.T) {
 	}
 }
 
-// TestTemplateRebuildWithConnectionHeld: someone connected to the template
-// does not block or break a rebuild.
-func TestTemplateRebuildWithConnectionHeld(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, twoFiles)
-	h.expect(ExitOK)
-	maint := h.db("postgres")
-	if _, err := maint.Exec(context.Background(), "ALTER DATABASE "+pgx.Identifier{h.template}.Sanitize()+" ALLOW_CONNECTIONS true"); err != nil {
-		t.Fatal(err)
-	}
-	held := h.db(h.template)
-	h.write("003_more.sql", "CREATE TABLE more (id int);")
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		h.expect(ExitOK)
-	}()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("rebuild blocked by a connection to the template")
-	}
-	_ = held.Ping(context.Background()) // ended by the rebuild; either way the rebuild went through
-	tmpl := query[string](t, maint, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`, h.template)
-	if !strings.Contains(tmpl, "files=3") {
-		t.Fatalf("template comment = %q", tmpl)
-	}
-}
-
-func TestInterruptedBuildLeavesNothing(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, map[string]string{"001_slow.sql": "CREATE TABLE a (id int);\nSELECT pg_sleep(60);"})
-	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(1500*time.Millisecond, cancel)
-	start := time.Now()
-	code, _, logs := h.runCtx(ctx)
-	if code != ExitInterrupted {
-		t.Fatalf("exit %d, want %d\n%s", code, ExitInterrupted, logs)
-	}
-	if d := time.Since(start); d > 7*time.Second {
-		t.Fatalf("took %s to stop after the signal", d)
-	}
-	maint := h.db("postgres")
-	if n := query[int64](t, maint, `SELECT count(*) FROM pg_database WHERE starts_with(datname, $1)`, h.template); n != 0 {
-		t.Fatal("build database left after interruption")
-	}
-	if n := query[int64](t, maint, `SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()`); n != 0 {
-		t.Fatal("the statement still runs on the server")
-	}
-	if n := query[int64](t, maint, `SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = $1`, h.maint.Database); n != 0 {
-		t.Fatal("lock not released")
-	}
-}
-
 func TestExitCodes(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, twoFiles)
@@ -313,6 +259,17 @@ func TestExitCodes(t *testing.T) {
 		env := map[string]string{"DATABASE_URL": emptydb.URL(cc)}
 		var errb bytes.Buffer
 		if code := Run(context.Background(), []string{"wait"}, env, &bytes.Buffer{}, &errb); code != ExitUsage || !strings.Contains(errb.String(), "no_such_db_here") {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+	})
+	t.Run("refused template", func(t *testing.T) {
+		env := map[string]string{}
+		for k, v := range h.env {
+			env[k] = v
+		}
+		env["DBINIT_TEMPLATE"] = "template1"
+		var errb bytes.Buffer
+		if code := Run(context.Background(), []string{"init"}, env, &bytes.Buffer{}, &errb); code != ExitUsage || !strings.Contains(errb.String(), `"template1"`) {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
 	})
@@ -423,54 +380,4 @@ func TestTenRunnersBuildOnce(t *testing.T) {
 	if built != 1 || created != 1 {
 		t.Fatalf("template built %d times, working database created %d times; want 1 and 1", built, created)
 	}
-}
-
-// TestLeftoversRemoved: a build database left by a killed runner is removed
-// by the next run, even one that has nothing else to do.
-func TestLeftoversRemoved(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, twoFiles)
-	h.expect(ExitOK)
-	leftover := h.template + "_build_0badc0de"
-	emptydb.Exec(t, emptydb.Server(t), "CREATE DATABASE "+pgx.Identifier{leftover}.Sanitize())
-	_, logs := h.expect(ExitOK)
-	if !strings.Contains(logs, "dropping leftover") {
-		t.Fatalf("leftover not reported:\n%s", logs)
-	}
-	if n := query[int64](t, h.db("postgres"), `SELECT count(*) FROM pg_database WHERE datname = $1`, leftover); n != 0 {
-		t.Fatal("leftover build database still there")
-	}
-}
-
-// TestTemplateNameOfSomebodyElsesDatabase: dbinit never replaces (and so
-// drops) a database it did not make.
-func TestTemplateNameOfSomebodyElsesDatabase(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, twoFiles)
-	srv := emptydb.Server(t)
-	emptydb.Exec(t, srv, "CREATE DATABASE "+pgx.Identifier{h.template}.Sanitize())
-	cc := h.maint.Copy()
-	cc.Database = h.template
-	emptydb.Exec(t, cc, "CREATE TABLE customers (id int); INSERT INTO customers VALUES (1)")
-	_, logs := h.expect(ExitUsage)
-	if !strings.Contains(logs, "was not made by dbinit") {
-		t.Fatalf("stderr:\n%s", logs)
-	}
-	if n := query[int64](t, h.db(h.template), `SELECT count(*) FROM customers`); n != 1 {
-		t.Fatal("somebody else's database was touched")
-	}
-	h.env["DBINIT_TEMPLATE"] = "template1"
-	h.expect(ExitUsage)
-}
-
-// TestInitAppliesEnumValueAcrossFiles: the template build commits per file,
-// as up does, so a file can use an enum value the file before it added.
-func TestInitAppliesEnumValueAcrossFiles(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, map[string]string{
-		"001_type.sql":  "CREATE TYPE status AS ENUM ('new');",
-		"002_value.sql": "ALTER TYPE status ADD VALUE 'done';",
-		"003_use.sql":   "CREATE TABLE s (v status DEFAULT 'done');\nINSERT INTO s VALUES ('done');",
-	})
-	h.expect(ExitOK)
 }

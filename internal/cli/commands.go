@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -62,7 +61,7 @@ func cmdUp(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 			return err
 		}
 		return r.migrateWith(ctx, true, "up", func(s *session) (*migrate.Result, error) {
-			return s.migrator.Up(ctx, s.target, *to)
+			return s.migrator.Up(ctx, s.target, migrate.UpOptions{To: *to, AllowOutOfOrder: r.cfg.AllowOutOfOrder})
 		})
 	}
 }
@@ -223,71 +222,44 @@ func cmdAccept(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 	}
 }
 
-var newNameRE = regexp.MustCompile(`[^a-z0-9_]+`)
-
 func cmdNew(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 	return func(ctx context.Context, r *run, args []string) error {
 		if len(args) != 1 {
 			return &usageError{"dbinit new needs exactly one NAME, e.g. dbinit new add_users"}
 		}
-		name := strings.Trim(newNameRE.ReplaceAllString(strings.ToLower(args[0]), "_"), "_")
-		if name == "" {
-			return &usageError{fmt.Sprintf("dbinit new: %q has no letters or digits to make a file name from", args[0])}
+		up, down, err := migrate.Scaffold(os.DirFS(r.cfg.Dir), args[0])
+		var nameErr *migrate.NameError
+		if errors.As(err, &nameErr) {
+			return &usageError{"dbinit new: " + err.Error()}
 		}
-		if strings.HasSuffix(name, "_down") {
-			return &usageError{"dbinit new: a name may not end in _down; the down file is made for you"}
-		}
-		up, down, err := scaffold(r.cfg.Dir, name)
 		if err != nil {
-			return err
+			return &config.Error{Msg: fmt.Sprintf("migrations folder %s: %v", r.cfg.Dir, err)}
 		}
-		fmt.Fprintln(r.stdout, up)
-		fmt.Fprintln(r.stdout, down)
+		for _, f := range []migrate.NewFile{up, down} {
+			path := filepath.Join(r.cfg.Dir, f.Name)
+			if err := writeNew(path, f.Text); err != nil {
+				return err
+			}
+			fmt.Fprintln(r.stdout, path)
+		}
 		return nil
 	}
 }
 
-// scaffold writes the next-numbered pair of files, keeping the folder's
-// zero-padding (at least three digits).
-func scaffold(dir, name string) (string, string, error) {
-	entries, err := os.ReadDir(dir)
+// writeNew writes a file that must not exist yet.
+func writeNew(path, text string) error {
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return "", "", &config.Error{Msg: fmt.Sprintf("migrations folder %s: %v", dir, err)}
+		return &config.Error{Msg: fmt.Sprintf("new: %v", err)}
 	}
-	var next int64 = 1
-	width := 3
-	num := regexp.MustCompile(`^([0-9]+)_`)
-	for _, e := range entries {
-		m := num.FindStringSubmatch(e.Name())
-		if m == nil || !strings.HasSuffix(e.Name(), ".sql") {
-			continue
-		}
-		v, err := strconv.ParseInt(m[1], 10, 64)
-		if err != nil {
-			continue
-		}
-		next = max(next, v+1)
-		width = max(width, len(m[1]))
+	_, werr := file.WriteString(text)
+	if cerr := file.Close(); werr == nil {
+		werr = cerr
 	}
-	base := fmt.Sprintf("%0*d_%s", width, next, name)
-	up := filepath.Join(dir, base+".sql")
-	down := filepath.Join(dir, base+"_down.sql")
-	upText := fmt.Sprintf("-- %s: %s\n-- Runs in one transaction with its history row. For CREATE INDEX CONCURRENTLY and the like,\n-- put %q on the first line instead.\n\n", base, strings.ReplaceAll(name, "_", " "), migrate.DirectiveNoTransaction)
-	downText := fmt.Sprintf("-- %s: reverses %s.sql\n\n", base+"_down", base)
-	for _, f := range []struct{ path, text string }{{up, upText}, {down, downText}} {
-		file, err := os.OpenFile(f.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err != nil {
-			return "", "", &config.Error{Msg: fmt.Sprintf("new: %v", err)}
-		}
-		_, werr := file.WriteString(f.text)
-		if cerr := file.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return "", "", fmt.Errorf("new: write %s: %w", f.path, werr)
-		}
+	if werr != nil {
+		return fmt.Errorf("new: write %s: %w", path, werr)
 	}
-	return up, down, nil
+	return nil
 }
 
 // migrateWith runs one migrator call on the working database and logs what
@@ -299,16 +271,16 @@ func (r *run) migrateWith(ctx context.Context, create bool, what string, f func(
 	}
 	defer s.close(ctx)
 	res, err := f(s)
-	r.summary(what, res)
+	r.summary(what, res, err)
 	return err
 }
 
 // summary logs what a run did.
-func (r *run) summary(what string, res *migrate.Result) {
-	if res == nil {
+func (r *run) summary(what string, res *migrate.Result, err error) {
+	if res == nil || what == "" {
 		return
 	}
-	if res.Success {
+	if err == nil {
 		r.log.Info(what+" done", "database", res.Database, "files", len(res.FilesExecuted), "duration_ms", res.Duration.Milliseconds())
 		return
 	}
@@ -336,25 +308,23 @@ func (s *session) close(ctx context.Context) {
 // session loads the folder first (a bad folder never touches a database),
 // then connects. create makes the working database, empty, when it is absent.
 func (r *run) session(ctx context.Context, create bool) (*session, error) {
-	set, err := migrate.LoadDir(r.cfg.Dir)
+	srv, target, err := r.server(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s := &session{}
-	s.maint, err = r.connectMaintenance(ctx)
+	s := &session{maint: srv.Conn()}
+	s.migrator, err = migrate.New(target.Set, migrate.Options{Logger: r.log, Locker: target.Lock, Version: version()})
 	if err != nil {
+		s.close(ctx)
 		return nil, err
 	}
-	lock := &migrate.AdvisoryLock{Conn: s.maint, Key: migrate.DefaultLockKey, Timeout: r.cfg.LockTimeout, Logger: r.log}
-	s.migrator = migrate.New(set, migrate.Options{Logger: r.log, Locker: lock, AllowOutOfOrder: r.cfg.AllowOutOfOrder,
-		Version: version()})
 	if create {
-		if err := r.createIfMissing(ctx, s.maint, lock, r.cfg.Database); err != nil {
+		if _, err := srv.CreateIfMissing(ctx, target, r.cfg.Database); err != nil {
 			s.close(ctx)
 			return nil, err
 		}
 	}
-	s.target, err = dbconn.Connect(ctx, dbconn.ForDatabase(s.maint.Config(), r.cfg.Database), dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
+	s.target, err = r.connectTo(s.maint)(ctx, r.cfg.Database)
 	if err != nil {
 		s.close(ctx)
 		return nil, err
@@ -378,45 +348,7 @@ func (r *run) connectMaintenance(ctx context.Context) (*pgx.Conn, error) {
 // acceptInitServer is set by the postgres image's entrypoint, where dbinit
 // runs against the temporary first-start server on purpose.
 func (r *run) acceptInitServer() bool {
-	v := strings.ToLower(r.environ["DBINIT_ENTRYPOINT_MODE"])
-	return v == "true" || v == "1"
-}
-
-// createIfMissing creates an empty database under the lock.
-func (r *run) createIfMissing(ctx context.Context, maint *pgx.Conn, lock migrate.Locker, name string) error {
-	exists, err := databaseExists(ctx, maint, name)
-	if err != nil || exists {
-		return err
-	}
-	unlock, err := lock.Lock(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = unlock(context.WithoutCancel(ctx)) }()
-	if exists, err = databaseExists(ctx, maint, name); err != nil || exists {
-		return err
-	}
-	if _, err := maint.Exec(ctx, "CREATE DATABASE "+dbconn.Ident(name)+ownerClause(r.cfg.Owner)); err != nil {
-		return fmt.Errorf("create database %s: %w", name, err)
-	}
-	r.log.Info("created empty database", "database", name)
-	return nil
-}
-
-func ownerClause(owner string) string {
-	if owner == "" {
-		return ""
-	}
-	return " OWNER " + dbconn.Ident(owner)
-}
-
-func databaseExists(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
-	var exists bool
-	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists)
-	if err != nil {
-		return false, fmt.Errorf("look up database %s: %w", name, err)
-	}
-	return exists, nil
+	return r.cfg.EntrypointMode
 }
 
 // readHistory loads the folder (before connecting) and reads the working

@@ -8,6 +8,7 @@ import (
 
 	"github.com/savvi-studio/dbinit/internal/config"
 	"github.com/savvi-studio/dbinit/internal/dbconn"
+	"github.com/savvi-studio/dbinit/internal/provision"
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
@@ -43,12 +44,16 @@ func ExitCode(err error) int {
 		noDB    *dbconn.NoDatabaseError
 		drift   *migrate.DriftError
 		lockErr *migrate.LockTimeoutError
+		nameErr *migrate.NameError
+		refused *provision.RefusedError
+		exists  *provision.ExistsError
 		pgErr   *pgconn.PgError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
-	case errors.As(err, &usage), errors.As(err, &cfgErr), errors.As(err, &loadErr), errors.As(err, &planErr), errors.As(err, &noDB):
+	case errors.As(err, &usage), errors.As(err, &cfgErr), errors.As(err, &loadErr), errors.As(err, &planErr), errors.As(err, &noDB),
+		errors.As(err, &nameErr), errors.As(err, &refused), errors.As(err, &exists):
 		return ExitUsage
 	// A failing migration is exit 1 whatever its SQLSTATE, even
 	// "permission denied" inside the file.

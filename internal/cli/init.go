@@ -4,8 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,31 +14,42 @@ import (
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
-// provisioner loads the folder (before any connection), connects to the
-// maintenance database and returns a Provisioner on it.
-func (r *run) provisioner(ctx context.Context) (*provision.Provisioner, error) {
+// server loads the folder (before any connection), connects to the
+// maintenance database and returns the server and the target dbinit
+// manages on it. The caller closes the server's connection.
+func (r *run) server(ctx context.Context) (*provision.Server, provision.Target, error) {
 	set, err := migrate.LoadDir(r.cfg.Dir)
 	if err != nil {
-		return nil, err
+		return nil, provision.Target{}, err
 	}
 	maint, err := r.connectMaintenance(ctx)
 	if err != nil {
-		return nil, err
+		return nil, provision.Target{}, err
 	}
-	strategy := r.cfg.CloneStrategy
-	if v := serverMajor(maint); strategy != "" && v < 15 {
-		r.log.Warn("DBINIT_CLONE_STRATEGY needs PostgreSQL 15 or later; using the server's only strategy", "server_major", v)
-		strategy = ""
+	srv := provision.New(maint, provision.Options{Logger: r.log, Connect: r.connectTo(maint)})
+	return srv, r.target(set, maint), nil
+}
+
+// target describes what the configuration asks dbinit to manage.
+func (r *run) target(set *migrate.Set, maint *pgx.Conn) provision.Target {
+	return provision.Target{
+		Template:        r.cfg.Template,
+		Set:             set,
+		Lock:            &migrate.AdvisoryLock{Conn: maint, Key: migrate.DefaultLockKey, Timeout: r.cfg.LockTimeout, Logger: r.log},
+		Version:         version(),
+		Owner:           r.cfg.Owner,
+		Strategy:        r.cfg.CloneStrategy,
+		AllowOutOfOrder: r.cfg.AllowOutOfOrder,
 	}
-	return &provision.Provisioner{
-		Maint:    maint,
-		Lock:     &migrate.AdvisoryLock{Conn: maint, Key: migrate.DefaultLockKey, Timeout: r.cfg.LockTimeout, Logger: r.log},
-		Set:      set,
-		Logger:   r.log,
-		Version:  version(),
-		Strategy: strategy,
-		Owner:    r.cfg.Owner,
-	}, nil
+}
+
+// connectTo connects to other databases of maint's server the way the
+// configuration says (wait timeout, entrypoint mode).
+func (r *run) connectTo(maint *pgx.Conn) func(context.Context, string) (*pgx.Conn, error) {
+	return func(ctx context.Context, database string) (*pgx.Conn, error) {
+		return dbconn.Connect(ctx, dbconn.ForDatabase(maint.Config(), database),
+			dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
+	}
 }
 
 // cmdInit is what the init container runs: template first, then the working
@@ -52,113 +61,25 @@ func cmdInit(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 			return err
 		}
 		start := time.Now()
-		p, err := r.provisioner(ctx)
+		srv, target, err := r.server(ctx)
 		if err != nil {
 			return err
 		}
-		defer p.Maint.Close(context.WithoutCancel(ctx))
-
-		tmpl, err := p.EnsureTemplate(ctx, r.cfg.Template)
+		defer srv.Conn().Close(context.WithoutCancel(ctx))
+		out, err := srv.Init(ctx, target, r.cfg.Database, r.cfg.Reset)
 		if err != nil {
 			return err
 		}
 		templateState := "reused"
-		if tmpl.Built {
+		if out.Template.Built {
 			templateState = "built"
 		}
-
-		workState, files, err := r.initWorking(ctx, p)
-		if err != nil {
-			return err
-		}
 		r.log.Info("init done",
-			"template", r.cfg.Template, "template_state", templateState, "template_ms", tmpl.Duration.Milliseconds(),
-			"database", r.cfg.Database, "database_state", workState, "files_applied", files,
+			"template", r.cfg.Template, "template_state", templateState, "template_ms", out.Template.Duration.Milliseconds(),
+			"database", r.cfg.Database, "database_state", out.State, "files_applied", out.FilesApplied,
 			"duration_ms", time.Since(start).Milliseconds())
 		return nil
 	}
-}
-
-// initWorking brings the working database to the template's state.
-func (r *run) initWorking(ctx context.Context, p *provision.Provisioner) (state string, files int, err error) {
-	name := r.cfg.Database
-	exists, err := p.Exists(ctx, name)
-	if err != nil {
-		return "", 0, err
-	}
-	state = "unchanged"
-	if !exists || r.cfg.Reset {
-		if r.cfg.Reset && exists {
-			r.log.Warn("DBINIT_RESET=true: DROPPING the working database and every row in it, then cloning it again from the template",
-				"database", name)
-		}
-		created, err := r.cloneLocked(ctx, p, name, r.cfg.Reset)
-		if err != nil {
-			return "", 0, err
-		}
-		switch {
-		case created && r.cfg.Reset:
-			state = "reset"
-		case created:
-			state = "created"
-		}
-	}
-	// Also after a clone: another runner with other files (an older image)
-	// may have rebuilt the template between our build and our clone. Up
-	// takes no lock when nothing is pending, which is the normal case.
-	applied, err := r.catchUp(ctx, p, name)
-	if err != nil {
-		return "", 0, err
-	}
-	if applied > 0 && state == "unchanged" {
-		state = "updated"
-	}
-	return state, applied, nil
-}
-
-// catchUp applies what is pending to database name.
-func (r *run) catchUp(ctx context.Context, p *provision.Provisioner, name string) (int, error) {
-	target, err := dbconn.Connect(ctx, dbconn.ForDatabase(p.Maint.Config(), name), dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
-	if err != nil {
-		return 0, err
-	}
-	defer target.Close(context.WithoutCancel(ctx))
-	m := migrate.New(p.Set, migrate.Options{Logger: r.log, Locker: p.Lock, AllowOutOfOrder: r.cfg.AllowOutOfOrder, Version: version()})
-	res, err := m.Up(ctx, target, 0)
-	if err != nil {
-		return 0, err
-	}
-	return len(res.FilesExecuted), nil
-}
-
-// cloneLocked clones under the lock, so that two runners do not both try
-// and a drop (replace) never ends another runner's session mid-migration.
-// It reports false when the database already existed and replace is off.
-func (r *run) cloneLocked(ctx context.Context, p *provision.Provisioner, name string, replace bool) (bool, error) {
-	unlock, err := p.Lock.Lock(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer func() { _ = unlock(context.WithoutCancel(ctx)) }()
-	exists, err := p.Exists(ctx, name)
-	if err != nil {
-		return false, err
-	}
-	if exists && !replace {
-		return false, nil
-	}
-	if exists {
-		if err := p.Drop(ctx, name); err != nil {
-			return false, err
-		}
-		r.log.Warn("dropped database to clone it again", "database", name)
-	}
-	t0 := time.Now()
-	if err := p.Clone(ctx, r.cfg.Template, name); err != nil {
-		return false, err
-	}
-	r.log.Info("cloned database from template", "database", name, "template", r.cfg.Template, "duration_ms", time.Since(t0).Milliseconds())
-	return true, nil
 }
 
 func cmdClone(fs *flag.FlagSet) func(context.Context, *run, []string) error {
@@ -171,46 +92,15 @@ func cmdClone(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if err := config.CheckName(name); err != nil {
 			return &usageError{"dbinit clone: " + err.Error()}
 		}
-		if name == r.cfg.Template {
-			return &usageError{fmt.Sprintf("dbinit clone: %q is the template itself", name)}
-		}
-		p, err := r.provisioner(ctx)
+		srv, target, err := r.server(ctx)
 		if err != nil {
 			return err
 		}
-		defer p.Maint.Close(context.WithoutCancel(ctx))
-		// A clone of a stale template would be wrong; building is a no-op
-		// when the template is current.
-		if _, err := p.EnsureTemplate(ctx, r.cfg.Template); err != nil {
-			return err
-		}
-		exists, err := p.Exists(ctx, name)
-		if err != nil {
-			return err
-		}
-		if exists && !*replace {
-			return &usageError{fmt.Sprintf("dbinit clone: database %q already exists; add --replace to drop and re-create it", name)}
-		}
-		created, err := r.cloneLocked(ctx, p, name, *replace)
-		if err != nil {
-			return err
-		}
-		if !created {
-			return &usageError{fmt.Sprintf("dbinit clone: database %q was created by another runner meanwhile", name)}
-		}
-		// The template may have been rebuilt from other files between the
-		// build and the clone; catch up, normally a no-op.
-		if _, err := r.catchUp(ctx, p, name); err != nil {
+		defer srv.Conn().Close(context.WithoutCancel(ctx))
+		if err := srv.CloneTemplate(ctx, target, name, *replace); err != nil {
 			return err
 		}
 		fmt.Fprintln(r.stdout, name)
 		return nil
 	}
-}
-
-// serverMajor is the server's major version, 17 for "17.2 (Debian 17.2-1)".
-func serverMajor(conn *pgx.Conn) int {
-	v := conn.PgConn().ParameterStatus("server_version")
-	n, _ := strconv.Atoi(strings.SplitN(strings.SplitN(v, ".", 2)[0], " ", 2)[0])
-	return n
 }

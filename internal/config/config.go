@@ -2,8 +2,9 @@
 //
 // The environment is passed in as a map (not read from the process) so that
 // tests can give each case its own. Command-line flags are applied on top by
-// the caller. Variable names are part of the outside contract
-// (shared/CONTRACT.md) and must not change.
+// the caller. Variable names are part of dbinit's outside contract: users'
+// compose files, manifests and CI jobs set them. docs/reference.md lists
+// every one; a test fails when the struct and the reference disagree.
 package config
 
 import (
@@ -39,6 +40,10 @@ type Config struct {
 	AllowOutOfOrder bool          `env:"DBINIT_ALLOW_OUT_OF_ORDER"`           // apply a new file below the highest applied version
 	Owner           string        `env:"DBINIT_OWNER"`                        // owner of the working database when it is created, "app"
 	CloneStrategy   string        `env:"DBINIT_CLONE_STRATEGY"`               // "wal_log" or "file_copy" (PostgreSQL 15+); "" = server default
+	// EntrypointMode is set by the postgres image's first-start hook,
+	// where dbinit runs against the temporary server that listens on the
+	// unix socket only, on purpose.
+	EntrypointMode bool `env:"DBINIT_ENTRYPOINT_MODE"`
 
 	// env is the environment the configuration was read from; the libpq
 	// variables are taken from it when DatabaseURL is unset.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -114,4 +116,45 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestReferenceListsEveryVariable: docs/reference.md lists every variable
+// the configuration reads, and nothing the configuration does not read.
+func TestReferenceListsEveryVariable(t *testing.T) {
+	ref, err := os.ReadFile("../../docs/reference.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reference's variables: the first cell of the rows of the two
+	// tables under "## Environment variables", before "### For tests".
+	text := string(ref)
+	start := strings.Index(text, "## Environment variables")
+	end := strings.Index(text, "### For tests")
+	if start < 0 || end < start {
+		t.Fatal("docs/reference.md has no \"## Environment variables\" section followed by \"### For tests\"")
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Z][A-Z0-9_]*)` \\|").FindAllStringSubmatch(text[start:end], -1) {
+		documented[m[1]] = true
+	}
+	read := map[string]bool{}
+	typ := reflect.TypeFor[Config]()
+	for i := range typ.NumField() {
+		if name := typ.Field(i).Tag.Get("env"); name != "" {
+			read[name] = true
+		}
+	}
+	for name := range libpqVars {
+		read[name] = true
+	}
+	for name := range read {
+		if !documented[name] {
+			t.Errorf("%s is read by the configuration but missing from docs/reference.md", name)
+		}
+	}
+	for name := range documented {
+		if !read[name] {
+			t.Errorf("docs/reference.md documents %s, which the configuration does not read", name)
+		}
+	}
 }

@@ -42,6 +42,9 @@ func TestRetryable(t *testing.T) {
 // TestWaitSurvivesRestart: a server that is down when dbinit starts and
 // comes up a little later is waited for, not reported as unreachable.
 func TestWaitSurvivesRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL server; skipped under -short")
+	}
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

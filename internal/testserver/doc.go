@@ -23,8 +23,9 @@
 //     example a testcontainers provider, which lives in its own package so
 //     that users who do not need it do not import it).
 //  4. Otherwise Get returns an error wrapping [ErrNoServer] that lists
-//     everything that was tried. [MustGet] turns that into a test failure
-//     when CI is "true" or "1", and into a loudly worded skip elsewhere.
+//     everything that was tried. [MustGet] turns that into a test failure.
+//     Under `go test -short`, MustGet skips the test before looking for a
+//     server, so short runs start no PostgreSQL.
 //
 // # One cluster per go test run
 //
@@ -84,7 +85,6 @@
 //   - TEST_PG_BINDIR: directory holding pg_ctl, initdb and postgres.
 //   - TEST_PG_OWNER_PID: pid whose exit stops the shared cluster (default:
 //     the go command that ran the test binary).
-//   - CI: when "true" or "1", MustGet fails instead of skipping.
 //   - TEST_PG_TMPDIR: where cluster directories are created (default:
 //     [os.TempDir], i.e. TMPDIR or /tmp). A cluster takes about 60 MB. On
 //     machines with slow disks or overlay file systems, a tmpfs such as

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,7 +20,6 @@ const (
 	EnvBinDir      = "TEST_PG_BINDIR"
 	EnvOwnerPID    = "TEST_PG_OWNER_PID"
 	EnvTmpDir      = "TEST_PG_TMPDIR"
-	EnvCI          = "CI"
 )
 
 // Server is a reachable PostgreSQL server for tests.
@@ -112,42 +112,38 @@ type TB interface {
 	Skipf(format string, args ...any)
 }
 
-// MustGet returns [Get]'s server. When there is none it fails the test if
-// the CI environment variable is "true" or "1", and skips it otherwise;
-// when TEST_DATABASE_URL or TEST_PG_BINDIR is set but unusable it always
-// fails. (With a TB whose Fatalf and Skipf return, MustGet returns nil.)
+// MustGet returns [Get]'s server for a test. Under `go test -short` it
+// skips the test without looking for a server (short runs start no
+// PostgreSQL); otherwise a missing or broken server fails the test, never
+// skips it. (With a TB whose Fatalf and Skipf return, MustGet returns nil.)
 func MustGet(tb TB) *Server {
 	tb.Helper()
-	return mustGet(tb, Get, os.Getenv(EnvCI))
+	return mustGet(tb, Get, testing.Short())
 }
 
-func mustGet(tb TB, get func(context.Context) (*Server, error), ci string) *Server {
+func mustGet(tb TB, get func(context.Context) (*Server, error), short bool) *Server {
 	tb.Helper()
+	if short {
+		tb.Skipf("needs a PostgreSQL server; skipped under -short")
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	srv, err := get(ctx)
 	switch {
 	case err == nil:
 		return srv
-	case !errors.Is(err, ErrNoServer):
-		tb.Fatalf("%v", err)
-	case isCI(ci):
-		tb.Fatalf("%v\n(CI=%s: a missing database server is a failure, not a skip)", err, ci)
+	case errors.Is(err, ErrNoServer):
+		tb.Fatalf("%v\n"+
+			"This test needs PostgreSQL. Install the server (apt-get install postgresql,\n"+
+			"brew install postgresql), set %s to its bin directory, or set\n"+
+			"%s=postgres://postgres:PASSWORD@HOST:PORT/postgres.\n"+
+			"`go test -short` skips the tests that need a server.", err, EnvBinDir, EnvDatabaseURL)
 	default:
-		tb.Skipf("\n"+
-			"*****************************************************************\n"+
-			"* SKIPPED: this test needs PostgreSQL and none is available.     *\n"+
-			"* Install the server (apt-get install postgresql, brew install   *\n"+
-			"* postgresql), set TEST_PG_BINDIR to its bin directory, or set   *\n"+
-			"* TEST_DATABASE_URL=postgres://postgres:PASSWORD@HOST:PORT/      *\n"+
-			"* postgres. With CI=true this is a failure.                      *\n"+
-			"*****************************************************************\n"+
-			"%v", err)
+		tb.Fatalf("%v", err)
 	}
 	return nil
 }
-
-func isCI(v string) bool { return strings.EqualFold(v, "true") || v == "1" }
 
 // resolver holds Get's dependencies, so that tests can replace them.
 type resolver struct {

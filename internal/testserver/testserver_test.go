@@ -94,15 +94,16 @@ func TestGet(t *testing.T) {
 	}
 }
 
-// needLocal returns the local binary directory, or skips (fails under CI).
+// needLocal returns the local binary directory for a test that starts a
+// server: skipped under -short, failed when there are no binaries.
 func needLocal(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL server; skipped under -short")
+	}
 	dir, err := findBinDir(os.Getenv, defaultBinGlobs)
 	if err != nil {
-		if isCI(os.Getenv(EnvCI)) {
-			t.Fatalf("no local PostgreSQL binaries: %v", err)
-		}
-		t.Skipf("no local PostgreSQL binaries: %v", err)
+		t.Fatalf("no local PostgreSQL binaries: %v", err)
 	}
 	return dir
 }
@@ -124,33 +125,36 @@ func TestMustGetSkipOrFail(t *testing.T) {
 	}
 	ok := func(context.Context) (*Server, error) { return &Server{URL: "x"}, nil }
 
+	called := false
+	spy := func(context.Context) (*Server, error) { called = true; return &Server{URL: "x"}, nil }
 	for _, tc := range []struct {
 		name      string
 		get       func(context.Context) (*Server, error)
-		ci        string
+		short     bool
 		wantFatal bool
 		wantSkip  bool
 	}{
-		{"ok", ok, "true", false, false},
-		{"none, not CI", noServer, "", false, true},
-		{"none, CI=false", noServer, "false", false, true},
-		{"none, CI=true", noServer, "true", true, false},
-		{"none, CI=1", noServer, "1", true, false},
-		{"broken, not CI", broken, "", true, false},
+		{"ok", ok, false, false, false},
+		{"none fails", noServer, false, true, false},
+		{"broken fails", broken, false, true, false},
+		{"short skips without looking", spy, true, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &fakeTB{}
-			srv := mustGet(f, tc.get, tc.ci)
+			srv := mustGet(f, tc.get, tc.short)
 			if (f.fatal != "") != tc.wantFatal || (f.skip != "") != tc.wantSkip {
 				t.Errorf("fatal=%q skip=%q; want fatal %v, skip %v", f.fatal, f.skip, tc.wantFatal, tc.wantSkip)
 			}
 			if (srv != nil) != (f.fatal == "" && f.skip == "") {
 				t.Errorf("server = %v", srv)
 			}
-			if tc.wantSkip && !strings.Contains(f.skip, "TEST_DATABASE_URL") {
-				t.Errorf("skip message does not say how to get a server: %s", f.skip)
+			if tc.name == "none fails" && !strings.Contains(f.fatal, "TEST_DATABASE_URL") {
+				t.Errorf("failure does not say how to get a server: %s", f.fatal)
 			}
 		})
+	}
+	if called {
+		t.Error("-short looked for a server")
 	}
 }
 

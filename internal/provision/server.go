@@ -1,0 +1,151 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/savvi-studio/dbinit/internal/dbconn"
+)
+
+// Server is one PostgreSQL server, reached through a connection to its
+// maintenance database. It is not safe for concurrent use, as the
+// connection is not.
+type Server struct {
+	conn    *pgx.Conn
+	log     *slog.Logger
+	connect func(ctx context.Context, database string) (*pgx.Conn, error)
+}
+
+// Options configure a Server.
+type Options struct {
+	Logger *slog.Logger // progress and warnings; nil = nowhere
+	// Connect opens a connection to another database of the same server,
+	// with the maintenance connection's settings. nil = connect directly,
+	// waiting up to 30s (a database just created accepts connections at
+	// once; only a server restarting makes it wait).
+	Connect func(ctx context.Context, database string) (*pgx.Conn, error)
+}
+
+// New returns a Server working through conn, a connection to the
+// maintenance database. The caller keeps ownership of conn.
+func New(conn *pgx.Conn, opts Options) *Server {
+	s := &Server{conn: conn, log: opts.Logger, connect: opts.Connect}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.connect == nil {
+		s.connect = func(ctx context.Context, database string) (*pgx.Conn, error) {
+			return dbconn.Connect(ctx, dbconn.ForDatabase(conn.Config(), database), dbconn.Options{Timeout: 30 * time.Second, AcceptInitServer: true})
+		}
+	}
+	return s
+}
+
+// Conn is the maintenance connection.
+func (s *Server) Conn() *pgx.Conn { return s.conn }
+
+// Major is the server's major version, 17 for "17.2 (Debian 17.2-1)".
+func (s *Server) Major() int {
+	v := s.conn.PgConn().ParameterStatus("server_version")
+	n, _ := strconv.Atoi(strings.SplitN(strings.SplitN(v, ".", 2)[0], " ", 2)[0])
+	return n
+}
+
+// Exists reports whether database name exists.
+func (s *Server) Exists(ctx context.Context, name string) (bool, error) {
+	var ok bool
+	if err := s.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&ok); err != nil {
+		return false, fmt.Errorf("look up database %s: %w", name, err)
+	}
+	return ok, nil
+}
+
+// Create creates an empty database, owned by owner ("" = the connecting
+// user).
+func (s *Server) Create(ctx context.Context, name, owner string) error {
+	if _, err := s.conn.Exec(ctx, "CREATE DATABASE "+dbconn.Ident(name)+ownerClause(owner)); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
+}
+
+// Strategies CREATE DATABASE knows (PostgreSQL 15 and later).
+const (
+	StrategyDefault  = ""          // the server's default: wal_log
+	StrategyWALLog   = "wal_log"   // copies block by block through the WAL
+	StrategyFileCopy = "file_copy" // copies the files, then checkpoints; faster for small databases
+)
+
+// CheckStrategy rejects a CREATE DATABASE strategy PostgreSQL does not know.
+func CheckStrategy(strategy string) error {
+	switch strings.ToLower(strategy) {
+	case StrategyDefault, StrategyWALLog, StrategyFileCopy:
+		return nil
+	}
+	return fmt.Errorf("clone strategy %q: must be %s or %s", strategy, StrategyWALLog, StrategyFileCopy)
+}
+
+// CloneOptions say how Clone creates its database.
+type CloneOptions struct {
+	Owner    string // "" = the connecting user
+	Strategy string // StrategyWALLog, StrategyFileCopy or StrategyDefault; ignored, with a warning, before PostgreSQL 15
+}
+
+// Clone creates database name from template. It fails if name exists.
+func (s *Server) Clone(ctx context.Context, template, name string, o CloneOptions) error {
+	if err := CheckStrategy(o.Strategy); err != nil {
+		return err
+	}
+	q := "CREATE DATABASE " + dbconn.Ident(name) + " TEMPLATE " + dbconn.Ident(template) + ownerClause(o.Owner)
+	if o.Strategy != StrategyDefault {
+		if major := s.Major(); major < 15 {
+			s.log.Warn("a clone strategy needs PostgreSQL 15 or later; using the server's only one", "strategy", o.Strategy, "server_major", major)
+		} else {
+			q += " STRATEGY " + strings.ToUpper(o.Strategy)
+		}
+	}
+	if _, err := s.conn.Exec(ctx, q); err != nil {
+		return fmt.Errorf("clone %s from %s: %w", name, template, err)
+	}
+	return nil
+}
+
+// Drop removes a database, ending its sessions. dbinit drops only
+// databases it made, or that the user asked it to replace.
+func (s *Server) Drop(ctx context.Context, name string) error {
+	if _, err := s.conn.Exec(ctx, "DROP DATABASE IF EXISTS "+dbconn.Ident(name)+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
+}
+
+// DropTemplate removes a template database: unmarks it, then drops it.
+func (s *Server) DropTemplate(ctx context.Context, name string) error {
+	if _, err := s.conn.Exec(ctx, "ALTER DATABASE "+dbconn.Ident(name)+" IS_TEMPLATE false"); err != nil {
+		return fmt.Errorf("unmark template %s: %w", name, err)
+	}
+	return s.Drop(ctx, name)
+}
+
+// sessions counts the sessions connected to database name, other than ours.
+func (s *Server) sessions(ctx context.Context, name string) (int, error) {
+	var n int
+	err := s.conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, name).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count sessions on %s: %w", name, err)
+	}
+	return n, nil
+}
+
+func ownerClause(owner string) string {
+	if owner == "" {
+		return ""
+	}
+	return " OWNER " + dbconn.Ident(owner)
+}

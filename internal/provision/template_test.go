@@ -1,0 +1,285 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/savvi-studio/dbinit/internal/emptydb"
+	"github.com/savvi-studio/dbinit/migrate"
+)
+
+func TestEnsureTemplateBuildsThenReuses(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxFor(t)
+	target := f.target(twoFiles)
+	out, err := f.srv.EnsureTemplate(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.Built || len(out.Result.FilesExecuted) != 2 {
+		t.Fatalf("first run: %+v", out)
+	}
+	ok := query[bool](t, f.conn, `SELECT datistemplate AND NOT datallowconn FROM pg_database WHERE datname = $1`, f.template)
+	if !ok {
+		t.Fatal("template not marked IS_TEMPLATE and closed to connections")
+	}
+	comment := query[string](t, f.conn, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`, f.template)
+	m, parsed := ParseMarker(comment)
+	if !parsed || m.Set != target.Set.Hash() || m.Files != 2 || m.Latest != 2 || m.Version != "test" {
+		t.Fatalf("marker = %+v (%v) from %q", m, parsed, comment)
+	}
+	out, err = f.srv.EnsureTemplate(ctx, target)
+	if err != nil || out.Built {
+		t.Fatalf("second run rebuilt: %+v %v", out, err)
+	}
+}
+
+// TestBuildAppliesEnumValueAcrossFiles: the template build commits per
+// file, as up does, so a file can use an enum value the file before it
+// added.
+func TestBuildAppliesEnumValueAcrossFiles(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	out, err := f.srv.EnsureTemplate(ctxFor(t), f.target(map[string]string{
+		"001_type.sql":  "CREATE TYPE status AS ENUM ('new');",
+		"002_value.sql": "ALTER TYPE status ADD VALUE 'done';",
+		"003_use.sql":   "CREATE TABLE s (v status DEFAULT 'done');\nINSERT INTO s VALUES ('done');",
+	}))
+	if err != nil || !out.Built {
+		t.Fatalf("%+v %v", out, err)
+	}
+}
+
+// TestFailedBuildKeepsTheOldTemplate: a broken new file fails the build
+// with its place; the previous template stays, and no build database is
+// left behind.
+func TestFailedBuildKeepsTheOldTemplate(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxFor(t)
+	good := f.target(twoFiles)
+	if _, err := f.srv.EnsureTemplate(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	out, err := f.srv.EnsureTemplate(ctx, f.target(with(twoFiles, "003_broken.sql", "CREATE TABLE broken (id int);\nSELEC 1;")))
+	var se *migrate.SQLError
+	if !errors.As(err, &se) || se.Path != "db/003_broken.sql" || se.Line != 2 {
+		t.Fatalf("err = %v", err)
+	}
+	if out == nil || !out.Built || out.Result == nil || len(out.Result.FilesExecuted) != 2 {
+		t.Fatalf("outcome = %+v", out)
+	}
+	comment := query[string](t, f.conn, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`, f.template)
+	if m, _ := ParseMarker(comment); m.Set != good.Set.Hash() {
+		t.Fatalf("the template changed after a failed build: %q", comment)
+	}
+	if n := query[int64](t, f.conn, `SELECT count(*) FROM pg_database WHERE starts_with(datname, $1)`, f.template+"_"); n != 0 {
+		t.Fatalf("%d build databases left behind", n)
+	}
+}
+
+// TestRebuildWithConnectionHeld: someone connected to the template does not
+// block or break a rebuild.
+func TestRebuildWithConnectionHeld(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxFor(t)
+	if _, err := f.srv.EnsureTemplate(ctx, f.target(twoFiles)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{f.template}.Sanitize()+" ALLOW_CONNECTIONS true"); err != nil {
+		t.Fatal(err)
+	}
+	held := f.db(f.template)
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.srv.EnsureTemplate(ctx, f.target(with(twoFiles, "003_more.sql", "CREATE TABLE more (id int);")))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("rebuild blocked by a connection to the template")
+	}
+	if err := held.Ping(context.Background()); err == nil {
+		t.Fatal("the session on the old template survived the swap")
+	}
+	comment := query[string](t, f.conn, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`, f.template)
+	if !strings.Contains(comment, "files=3") {
+		t.Fatalf("template comment = %q", comment)
+	}
+	if !strings.Contains(f.log.String(), "ended sessions connected to the old template") {
+		t.Fatalf("ending the session was not logged:\n%s", f.log)
+	}
+}
+
+// TestInterruptedBuildLeavesNothing: cancelling a build (SIGTERM) cancels
+// the running statement on the server, drops the build database and
+// releases the lock.
+func TestInterruptedBuildLeavesNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	target := f.target(map[string]string{"001_slow.sql": "CREATE TABLE a (id int);\nSELECT pg_sleep(60);"})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(1500*time.Millisecond, cancel)
+	start := time.Now()
+	_, err := f.srv.EnsureTemplate(ctx, target)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 7*time.Second {
+		t.Fatalf("took %s to stop after the cancel", d)
+	}
+	if n := query[int64](t, f.conn, `SELECT count(*) FROM pg_database WHERE starts_with(datname, $1)`, f.template); n != 0 {
+		t.Fatal("build database left after interruption")
+	}
+	if n := query[int64](t, f.conn, `SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()`); n != 0 {
+		t.Fatal("the statement still runs on the server")
+	}
+	if n := query[int64](t, f.conn, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`); n != 0 {
+		t.Fatal("lock not released")
+	}
+}
+
+// TestLeftoversRemoved: a build database left by a killed runner is removed
+// by the next run, even one that has nothing else to do; one with a
+// session is left alone.
+func TestLeftoversRemoved(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxFor(t)
+	target := f.target(twoFiles)
+	if _, err := f.srv.EnsureTemplate(ctx, target); err != nil {
+		t.Fatal(err)
+	}
+	dead, busy := f.template+"_build_0badc0de", f.template+"_old_0badbeef"
+	for _, n := range []string{dead, busy} {
+		if err := f.srv.Create(ctx, n, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inUse := f.db(busy)
+	if _, err := f.srv.EnsureTemplate(ctx, target); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(f.log.String(), "dropping leftover of an interrupted build") {
+		t.Fatalf("leftover not reported:\n%s", f.log)
+	}
+	for name, want := range map[string]bool{dead: false, busy: true} {
+		if got, err := f.srv.Exists(ctx, name); err != nil || got != want {
+			t.Errorf("%s exists = %v (%v), want %v", name, got, err, want)
+		}
+	}
+	inUse.Close(ctx)
+}
+
+// TestTemplateNameOfSomebodyElsesDatabase: dbinit never replaces (and so
+// drops) a database it did not make, nor one PostgreSQL needs.
+func TestTemplateNameOfSomebodyElsesDatabase(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxFor(t)
+	if err := f.srv.Create(ctx, f.template, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db(f.template).Exec(ctx, "CREATE TABLE customers (id int); INSERT INTO customers VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.srv.EnsureTemplate(ctx, f.target(twoFiles))
+	var refused *RefusedError
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "was not made by dbinit") {
+		t.Fatalf("err = %v, want a RefusedError", err)
+	}
+	if n := query[int64](t, f.db(f.template), `SELECT count(*) FROM customers`); n != 1 {
+		t.Fatal("somebody else's database was touched")
+	}
+	for _, name := range []string{"template1", "template0", "postgres", f.maint.Database} {
+		target := f.target(twoFiles)
+		target.Template = name
+		if _, err := f.srv.EnsureTemplate(ctx, target); !errors.As(err, &refused) {
+			t.Errorf("template %s: err = %v, want a RefusedError", name, err)
+		}
+	}
+}
+
+// TestTenRunnersBuildOnce: ten runners, each with its own maintenance
+// connection, started at the same instant, build the template once.
+func TestTenRunnersBuildOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const runners = 10
+	servers := make([]*Server, runners)
+	targets := make([]Target, runners)
+	for i := range runners {
+		conn := emptydb.Conn(t, f.maint)
+		servers[i] = New(conn, Options{})
+		targets[i] = f.targetOn(conn, twoFiles)
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	built := make([]bool, runners)
+	errs := make([]error, runners)
+	for i := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			out, err := servers[i].EnsureTemplate(ctxFor(t), targets[i])
+			errs[i] = err
+			built[i] = out != nil && out.Built
+		}()
+	}
+	close(start)
+	wg.Wait()
+	n := 0
+	for i := range runners {
+		if errs[i] != nil {
+			t.Fatalf("runner %d: %v", i, errs[i])
+		}
+		if built[i] {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("template built %d times, want once", n)
+	}
+}
+
+func TestMarkerRoundTrip(t *testing.T) {
+	t.Parallel()
+	m := Marker{Set: strings.Repeat("ab", 32), Files: 7, Latest: 12, Built: time.Date(2026, 11, 29, 5, 9, 45, 0, time.UTC), Version: "v1.2.0"}
+	got, ok := ParseMarker(m.Comment())
+	if !ok || got != m {
+		t.Fatalf("ParseMarker(%q) = %+v, %v", m.Comment(), got, ok)
+	}
+	for _, c := range []string{"", "dbinit template", "dbinit template; set=xyz; files=1; latest=1; built=now by dbinit v1", "a backup of the shop"} {
+		if _, ok := ParseMarker(c); ok {
+			t.Errorf("ParseMarker(%q) accepted", c)
+		}
+	}
+}
+
+func TestTempPrefixKeepsNamesShort(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("ä", 31) // 62 bytes
+	name := tempName(long, "build")
+	if len(name) > 63 {
+		t.Fatalf("%q is %d bytes", name, len(name))
+	}
+	if !leftoverRE(long).MatchString(name) {
+		t.Fatalf("%q does not match its own leftover pattern", name)
+	}
+	if !strings.HasPrefix(name, tempPrefix(long)) || strings.ContainsRune(name, '\uFFFD') {
+		t.Fatalf("%q cut a character in half", name)
+	}
+}
