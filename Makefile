@@ -42,7 +42,7 @@ vet: ## go vet and gofmt
 image: ## the dbinit image dbinit:local, FROM scratch, from a host-built binary
 	bash docker/build-image.sh dbinit dbinit:local
 
-postgres-image: ## dbinit/postgres-base:$(PG_MAJOR) from Debian packages (15: bookworm, 17: trixie)
+postgres-image: ## dbinit/postgres-base:$(PG_MAJOR) from Debian packages (15: bookworm, 17: trixie, 18: forky)
 	bash docker/postgres/build-base.sh $(PG_MAJOR)
 
 postgres-dbinit-image: ## Dockerfile.postgres on the offline base: dbinit/postgres-dbinit:$(PG_MAJOR)

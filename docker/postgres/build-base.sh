@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # build-base.sh - build an offline PostgreSQL base image from Debian packages.
 #
-#   build-base.sh [--force] [--full] [--keep-tar] 15|17
+#   build-base.sh [--force] [--full] [--keep-tar] 15|17|18
 #
 #   15 -> Debian bookworm, postgresql-15 -> dbinit/postgres-base:15
 #   17 -> Debian trixie,   postgresql-17 -> dbinit/postgres-base:17
+#   18 -> Debian forky,    postgresql-18 -> dbinit/postgres-base:18
+#
+# forky is Debian testing: a mirror may serve its Release files past their
+# Valid-Until date, so that check is off for forky (and for snapshot mirrors);
+# its security suite is used only if the security mirror has one.
 #
 # No container registry is needed: the root filesystem is made by mmdebstrap
 # from Debian's archive (the mirror the host's apt uses), docker-entrypoint.sh
@@ -98,6 +103,46 @@ hook_essential() {
 	fi
 }
 
+# take_id ROOT passwd|group NAME ID: give user/group NAME the id ID, and the
+# files it owns along with it.  From forky on, systemd-sysusers hands out
+# system ids from 999 down while the essential set is configured (the lpadmin
+# group gets gid 999), so ID may be taken: its holder then gets NAME's old id
+# in exchange, and its files (and, for a group, its users) follow it.
+take_id() {
+	local root=$1 db=$2 name=$3 want=$4 old holder mod chg find_opt u
+	local -a users_old=() users_want=()
+	case $db in
+	passwd) mod=(usermod --uid) chg=chown find_opt=-uid ;;
+	group) mod=(groupmod --gid) chg=chgrp find_opt=-gid ;;
+	esac
+	old=$(chroot "$root" getent "$db" "$name" | cut -d: -f3)
+	[[ $old == "$want" ]] && return 0
+	holder=$(chroot "$root" getent "$db" "$want" | cut -d: -f1) || holder=
+	# List files and primary-group users by number before any id moves.
+	chroot "$root" find / -xdev "$find_opt" "$old" -print0 >"$DBINIT_WORK/$db-$old"
+	if [[ $db == group ]]; then
+		mapfile -t users_old < <(chroot "$root" getent passwd | awk -F: -v g="$old" '$4 == g {print $1}')
+	fi
+	if [[ -n $holder ]]; then
+		log "$db id $want is taken by '$holder': it gets $name's $old instead"
+		chroot "$root" find / -xdev "$find_opt" "$want" -print0 >"$DBINIT_WORK/$db-$want"
+		if [[ $db == group ]]; then
+			mapfile -t users_want < <(chroot "$root" getent passwd | awk -F: -v g="$want" '$4 == g {print $1}')
+		fi
+		# --non-unique: for a moment it shares $old with NAME.
+		chroot "$root" "${mod[@]}" "$old" --non-unique "$holder"
+	fi
+	chroot "$root" "${mod[@]}" "$want" "$name"
+	# groupmod moves users by number, so with a shared id it cannot tell them
+	# apart: set each one's primary group again.
+	for u in "${users_old[@]}"; do chroot "$root" usermod --gid "$want" "$u"; done
+	for u in "${users_want[@]}"; do chroot "$root" usermod --gid "$old" "$u"; done
+	chroot "$root" xargs -0 -r "$chg" -h "$want" <"$DBINIT_WORK/$db-$old"
+	if [[ -n $holder ]]; then
+		chroot "$root" xargs -0 -r "$chg" -h "$old" <"$DBINIT_WORK/$db-$want"
+	fi
+}
+
 hook_customize() {
 	local root=$1 major=$DBINIT_PG_MAJOR
 	local bindir=/usr/lib/postgresql/$major/bin
@@ -107,15 +152,8 @@ hook_customize() {
 	install -d -m 0755 "$root/docker-entrypoint-initdb.d"
 
 	# postgresql-common made a system user with a low uid; move it to 999.
-	local old_uid old_gid
-	old_uid=$(chroot "$root" id -u postgres)
-	old_gid=$(chroot "$root" id -g postgres)
-	if [[ $old_uid != "$PG_UID" || $old_gid != "$PG_UID" ]]; then
-		chroot "$root" groupmod --gid "$PG_UID" postgres
-		chroot "$root" usermod --uid "$PG_UID" --gid "$PG_UID" postgres
-		chroot "$root" find / -xdev \( -uid "$old_uid" -o -gid "$old_gid" \) \
-			-exec chown -h "$PG_UID:$PG_UID" {} +
-	fi
+	take_id "$root" group postgres "$PG_UID"
+	take_id "$root" passwd postgres "$PG_UID"
 
 	install -d -m 0700 -o "$PG_UID" -g "$PG_UID" "$root/var/lib/postgresql/data"
 	# mmdebstrap's own /run cleanup is skipped (it would take this dir too).
@@ -167,7 +205,7 @@ while (($#)); do
 	--full) variant=full ;;
 	--keep-tar) keep_tar=1 ;;
 	-h | --help) usage 0 ;;
-	15 | 17) major=$1 ;;
+	15 | 17 | 18) major=$1 ;;
 	*) printf 'unknown argument: %s\n\n' "$1" >&2; usage ;;
 	esac
 	shift
@@ -176,6 +214,7 @@ done
 case $major in
 15) suite=bookworm ;;
 17) suite=trixie ;;
+18) suite=forky ;;
 esac
 
 image=${DBINIT_PG_IMAGE:-dbinit/postgres-base}
@@ -267,10 +306,32 @@ if [[ -z ${http_proxy:-} ]]; then
 fi
 
 # trixie on a bookworm host needs the trixie archive keys (debian-archive-keyring
-# >= 2023.3 ships them).
-if ! ls /etc/apt/trusted.gpg.d/*"$suite"* /usr/share/keyrings/*"$suite"* >/dev/null 2>&1; then
-	log "warning: no '$suite' key found in /etc/apt/trusted.gpg.d or /usr/share/keyrings;" \
+# >= 2023.3 ships them).  forky has no key of its own yet: Debian signs it with
+# the bookworm and trixie archive keys.
+key_suite=$suite
+[[ $suite == forky ]] && key_suite=trixie
+if ! ls /etc/apt/trusted.gpg.d/*"$key_suite"* /usr/share/keyrings/*"$key_suite"* >/dev/null 2>&1; then
+	log "warning: no '$key_suite' key found in /etc/apt/trusted.gpg.d or /usr/share/keyrings;" \
 		"if signature checks fail, run 'apt-get install debian-archive-keyring' (>= 2023.3)"
+fi
+
+# A testing suite may have no security suite (forky-security only appears
+# once Debian sets it up); apt would fail on a suite with no Release file, so
+# for forky ask the security mirror first and leave the suite out if it has
+# none.  Released suites always have one.
+use_security=1
+if [[ $suite == forky ]]; then
+	probe=$(mktemp "${TMPDIR:-/tmp}/dbinit-release-probe.XXXXXX")
+	if /usr/lib/apt/apt-helper -qq download-file "$security/dists/$suite-security/InRelease" \
+		"$probe" >/dev/null 2>&1 ||
+		/usr/lib/apt/apt-helper -qq download-file "$security/dists/$suite-security/Release" \
+			"$probe" >/dev/null 2>&1; then
+		:
+	else
+		use_security=0
+		log "$security has no $suite-security suite: building without it"
+	fi
+	rm -f "$probe"
 fi
 
 # --- build the rootfs --------------------------------------------------------
@@ -283,27 +344,40 @@ tarball=$work/rootfs.tar
 export DBINIT_PG_MAJOR=$major DBINIT_VARIANT=$variant DBINIT_WORK=$work \
 	DBINIT_ENTRYPOINT=$ENTRYPOINT_SRC
 
+packages=postgresql-$major,ca-certificates,xz-utils,tzdata
+# From forky on, postgresql-common and ssl-cert depend on "systemd |
+# systemd-standalone-tmpfiles" and "systemd | systemd-standalone-sysusers";
+# the standalone tools keep systemd itself (~20 MB) out of the image.
+if [[ $suite == forky ]]; then
+	packages+=,systemd-standalone-tmpfiles,systemd-standalone-sysusers
+fi
+
 dpkg_opts=("${DOC_EXCLUDES[@]}")
 mm_args=(
 	--variant=minbase
 	--skip=cleanup/run
-	--include="postgresql-$major,ca-certificates,xz-utils,tzdata"
+	--include="$packages"
 	--essential-hook="bash \"$SELF\" __hook essential \"\$1\""
 	--customize-hook="bash \"$SELF\" __hook customize \"\$1\""
 )
 for o in "${dpkg_opts[@]}"; do mm_args+=(--dpkgopt="$o"); done
-# snapshot.debian.org serves Release files whose Valid-Until has passed.
-if [[ $mirror == *snapshot* || $security == *snapshot* ]]; then
+# snapshot.debian.org serves Release files whose Valid-Until has passed, and
+# so may a mirror for testing (forky), whose Release files are valid for a
+# week only.
+if [[ $mirror == *snapshot* || $security == *snapshot* || $suite == forky ]]; then
 	mm_args+=(--aptopt='Acquire::Check-Valid-Until "false"')
+fi
+sources=("deb $mirror $suite main" "deb $mirror $suite-updates main")
+if ((use_security)); then
+	sources+=("deb $security $suite-security main")
+else
+	security=none
 fi
 
 log "building $tag: Debian $suite, postgresql-$major, variant $variant"
 log "mirror $mirror, security $security"
 t_mm=$(now_us)
-mmdebstrap "${mm_args[@]}" "$suite" "$tarball" \
-	"deb $mirror $suite main" \
-	"deb $mirror $suite-updates main" \
-	"deb $security $suite-security main" \
+mmdebstrap "${mm_args[@]}" "$suite" "$tarball" "${sources[@]}" \
 	>"$work/mmdebstrap.log" 2>&1 || {
 	tail -n 40 "$work/mmdebstrap.log" >&2
 	die "mmdebstrap failed (log above)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test-base.sh - functional checks of the dbinit/postgres-base images.
 #
-#   test-base.sh [15] [17]        (default: 17)
+#   test-base.sh [15] [17] [18]   (default: 17)
 #
 # Starts containers from dbinit/postgres-base:NN (build them first with
 # build-base.sh), talks to them only through ports published on 127.0.0.1,
@@ -155,7 +155,15 @@ test_file_secrets() {
 	printf 'f1le-pw\n' >"$dir/password"
 	printf 'fileuser' >"$dir/user"
 	printf 'filedb' >"$dir/db"
-	printf -- '--data-checksums' >"$dir/initdb-args"
+	# initdb turns data checksums on by default from 18 on: ask for the
+	# opposite of the default, so the check shows the file was read.
+	local checksums=on
+	((major >= 18)) && checksums=off
+	if [[ $checksums == on ]]; then
+		printf -- '--data-checksums' >"$dir/initdb-args"
+	else
+		printf -- '--no-data-checksums' >"$dir/initdb-args"
+	fi
 	chmod 0444 "$dir"/*
 	c=$(start files -v "$dir:/run/secrets:ro" \
 		-e POSTGRES_PASSWORD_FILE=/run/secrets/password \
@@ -166,7 +174,7 @@ test_file_secrets() {
 	url=$(url_for "$c" fileuser:f1le-pw filedb)
 	check "pg$major _FILE: user, db and password from files" "fileuser|filedb" \
 		"$(sql "$url" 'select current_user, current_database()' 2>&1)"
-	check "pg$major _FILE: POSTGRES_INITDB_ARGS_FILE applied" on "$(sql "$url" 'show data_checksums' 2>&1)"
+	check "pg$major _FILE: POSTGRES_INITDB_ARGS_FILE applied" "$checksums" "$(sql "$url" 'show data_checksums' 2>&1)"
 
 	c=$(start both -v "$dir:/run/secrets:ro" -e POSTGRES_PASSWORD=x \
 		-e POSTGRES_PASSWORD_FILE=/run/secrets/password "$image")
@@ -270,7 +278,7 @@ majors=("$@")
 waited_ms=0
 
 for major in "${majors[@]}"; do
-	case $major in 15 | 17) ;; *) echo "usage: $0 [15] [17]" >&2; exit 2 ;; esac
+	case $major in 15 | 17 | 18) ;; *) echo "usage: $0 [15] [17] [18]" >&2; exit 2 ;; esac
 	image=$IMAGE_REPO:$major
 	if ! docker image inspect "$image" >/dev/null 2>&1; then
 		bad "image $image not found: run bash $SCRIPT_DIR/build-base.sh $major"
