@@ -159,6 +159,9 @@ func TestErrorLocations(t *testing.T) {
 		{"third statement of a no-transaction file", "-- dbinit:no-transaction\nCREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n  SELECT 'ü', missing FROM a;\n", 4, 15, 3, []string{"db/001_x.sql:4:15: ERROR 42703"}},
 		{"runtime error has no position", "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n\n   INSERT INTO a VALUES (1 / 0);", 4, 4, 3, []string{"db/001_x.sql:4:4: ERROR 22012", "division by zero"}},
 		{"raise in a DO block", "SELECT 1;\nDO $$\nBEGIN\n  RAISE EXCEPTION 'validation failed: % rows', 3 USING HINT = 'fix the data';\nEND\n$$;", 4, 3, 2, []string{"db/001_x.sql:4:3: ERROR P0001", "ERROR P0001: validation failed: 3 rows", "HINT: fix the data", "CONTEXT: PL/pgSQL function inline_code_block line 3 at RAISE"}},
+		{"query inside a DO block", "SELECT 1;\nDO $$\nDECLARE n int;\nBEGIN\n  PERFORM 1;\n  SELECT count(*)\n    INTO n\n    FROM pg_clas;\nEND $$;", 8, 10, 2, []string{"db/001_x.sql:8:10: ERROR 42P01", `relation "pg_clas" does not exist`, "    8 |     FROM pg_clas;"}},
+		{"assignment inside a DO block", "DO $$\nDECLARE n int;\nBEGIN\n  n := (SELECT count(*) FROM nosuch);\nEND $$;", 4, 30, 1, []string{"db/001_x.sql:4:30: ERROR 42P01"}},
+		{"EXECUTE inside a DO block", "DO $$\nBEGIN\n  EXECUTE 'SELECT * FROM nosuch2';\nEND $$;", 3, 26, 1, []string{"db/001_x.sql:3:26: ERROR 42P01"}},
 		{"plpgsql compile error", "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  x := 1;\n  RETURN 1;\nEND $$;", 3, 3, 1, []string{"db/001_x.sql:3:3: ERROR 42601", `"x" is not a known variable`}},
 		{"tab before the column", "SELECT\t\tnope;", 1, 9, 1, []string{"    1 | SELECT\t\tnope;\n      |       \t\t^"}},
 	}
@@ -454,7 +457,7 @@ func TestDeferredConstraintFailsTheFile(t *testing.T) {
 	conn := emptydb.Conn(t, emptydb.New(t))
 	_, err := newMigrator(t, set).Up(ctx(t), conn, all)
 	var se *migrate.SQLError
-	if !errors.As(err, &se) || se.Err.Code != "23503" || !strings.HasPrefix(err.Error(), "db/001_a.sql: ERROR 23503") {
+	if !errors.As(err, &se) || se.Err.Code != "23503" || !se.AtCommit || !strings.HasPrefix(err.Error(), "db/001_a.sql: at COMMIT") || !strings.Contains(err.Error(), "ERROR 23503") {
 		t.Fatalf("err = %v", err)
 	}
 	if n := scalar[int64](t, conn, `SELECT count(*) FROM pg_tables WHERE tablename = 'p'`); n != 0 {

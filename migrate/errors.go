@@ -78,11 +78,36 @@ func (e *LockTimeoutError) Error() string {
 type SQLError struct {
 	Path      string // "db/007_add_users.sql"
 	Version   int64
-	Line, Col int    // 1-based, characters, in the file
-	Statement int    // 1-based number of the failing statement in the file
+	Line, Col int    // 1-based, characters, in the file; 0 when the server gives no place
+	Statement int    // 1-based number of the failing statement in the file; 0 when unknown
 	Source    string // the file's line at Line
-	Err       *pgconn.PgError
+	// AtCommit: the file ran, and COMMIT failed (a deferred constraint or
+	// constraint trigger); no statement of the file is to blame alone.
+	AtCommit bool
+	Err      *pgconn.PgError
 }
+
+// ConnectionLostError says the connection to the server broke while a
+// file ran (the server restarted, an administrator ended the session, the
+// network failed). A transactional file was rolled back by the server and is
+// not recorded; in a no-transaction file, the statement that was running
+// may or may not have completed, and the file stays partial. Exit code 3.
+type ConnectionLostError struct {
+	Path          string // "db/007_add_users.sql"
+	Statement     int    // 1-based statement that was running; 0 for a transactional file
+	NoTransaction bool
+	Err           error
+}
+
+func (e *ConnectionLostError) Error() string {
+	if e.NoTransaction {
+		return fmt.Sprintf("connection to the server lost while running %s (statement %d); the statements before it are recorded, "+
+			"that one may or may not have completed: run dbinit again when the server is back (it resumes there): %v", e.Path, e.Statement, e.Err)
+	}
+	return fmt.Sprintf("connection to the server lost while running %s; the server rolled the file back and it is not recorded: run dbinit again when the server is back: %v", e.Path, e.Err)
+}
+
+func (e *ConnectionLostError) Unwrap() error { return e.Err }
 
 func (e *SQLError) Unwrap() error { return e.Err }
 
@@ -93,8 +118,11 @@ func (e *SQLError) Error() string {
 	var b strings.Builder
 	p := e.Err
 	place := e.Path
-	if e.Line > 0 {
+	switch {
+	case e.Line > 0:
 		place = fmt.Sprintf("%s:%d:%d", e.Path, e.Line, e.Col)
+	case e.AtCommit:
+		place = e.Path + ": at COMMIT, after every statement of the file ran (a deferred constraint or trigger); the file was rolled back"
 	}
 	fmt.Fprintf(&b, "%s: %s %s: %s", place, p.Severity, p.Code, p.Message)
 	if p.Detail != "" {
@@ -167,6 +195,11 @@ func newSQLError(s *Script, version int64, stmt int, base int, bytePositions boo
 		off = st.Offset + st.Start
 		if o, ok := doBlockLine(st, pgErr.Where); ok {
 			off = st.Offset + o
+			// An error in a query the DO block itself runs: the server
+			// gives the position inside that query.
+			if o2, ok := internalPosition(st, o, pgErr); ok {
+				off = st.Offset + o2
+			}
 		}
 	}
 	e := &SQLError{Path: s.Path, Version: version, Statement: stmt + 1, Err: pgErr}
@@ -209,6 +242,56 @@ func doBlockLine(st Statement, where string) (int, bool) {
 	}
 	off += len(indentedRE.FindString(text[off:]))
 	return st.Start + off, true
+}
+
+// internalPosition places an error inside a query that a DO block runs
+// (its InternalQuery, at InternalPosition) in the statement. lineOff is the
+// offset in st.Text of the PL/pgSQL statement doBlockLine found. It only
+// answers when the DO block is the innermost frame (not a function it
+// called) and the query can be found in the source: PL/pgSQL blanks an
+// INTO clause with spaces of the same length, so the query lines up with
+// the source from the statement's first character, or, for EXECUTE of a
+// literal, appears in it verbatim.
+func internalPosition(st Statement, lineOff int, pgErr *pgconn.PgError) (int, bool) {
+	q := pgErr.InternalQuery
+	if q == "" || pgErr.InternalPosition <= 0 {
+		return 0, false
+	}
+	innermost, _, _ := strings.Cut(pgErr.Where, "\n")
+	if !strings.HasPrefix(innermost, "PL/pgSQL function inline_code_block line ") {
+		return 0, false
+	}
+	within := sqlsplit.RuneToByte(q, int(pgErr.InternalPosition)-1)
+	text := st.Text
+	// The PL/pgSQL statement starts where doBlockLine points.
+	if lines(q, text[lineOff:]) {
+		return lineOff + within, true
+	}
+	// Or the query is a literal further on (EXECUTE '...'): only when it
+	// appears once, so the place is certain.
+	end := strings.IndexByte(text[lineOff:], ';')
+	if end < 0 {
+		end = len(text) - lineOff
+	}
+	stmtText := text[lineOff:]
+	if i := strings.Index(stmtText, q); i >= 0 && i < end+len(q) && strings.Count(stmtText, q) == 1 {
+		return lineOff + i + within, true
+	}
+	return 0, false
+}
+
+// lines reports whether src starts with q, where q may have spaces in
+// place of src's characters (a blanked INTO clause).
+func lines(q, src string) bool {
+	if len(src) < len(q) {
+		return false
+	}
+	for i := 0; i < len(q); i++ {
+		if q[i] != src[i] && q[i] != ' ' && !(q[i] == '\n' && src[i] == ' ') {
+			return false
+		}
+	}
+	return true
 }
 
 func lineAt(src string, off int) string {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -44,6 +45,8 @@ type Script struct {
 	Checksum      string      // hex SHA-256 of the file's bytes, as found on disk
 	NoTransaction bool        // the file starts with -- dbinit:no-transaction
 	Statements    []Statement // the statements, in order; comment-only pieces are left out
+
+	dropsPrepared bool // a statement is DISCARD or DEALLOCATE
 }
 
 // Statement is one statement of a script, cut where psql would cut it.
@@ -57,6 +60,10 @@ type Statement struct {
 	Start int
 	// Line is the 1-based line of the statement's first token in the file.
 	Line int
+
+	dropsPrepared bool   // DISCARD or DEALLOCATE: the session's prepared statements are gone after it
+	index, table  string // CREATE INDEX CONCURRENTLY: the index's name ("" when unnamed) and its table as written
+	concurrent    bool   // CREATE INDEX CONCURRENTLY
 }
 
 // SQL returns the statement without the comments and white space before it.
@@ -109,16 +116,62 @@ var fileNameRE = regexp.MustCompile(`^([0-9]+)_([A-Za-z0-9][A-Za-z0-9_.-]*)\.sql
 
 var directiveRE = regexp.MustCompile(`^\s*--\s*dbinit:\s*(\S*)`)
 
-// LoadDir loads the migration folder dir from disk.
+// LoadDir loads the migration folder dir from disk. A file that is a
+// symbolic link is read only when the link resolves inside the folder (the
+// layout of a Kubernetes ConfigMap or Secret mount: 001_a.sql ->
+// ..data/001_a.sql); a link leading anywhere else is a problem, and its
+// target is never read.
 func LoadDir(dir string) (*Set, error) {
+	fail := func(msg string) (*Set, error) {
+		return nil, &LoadError{Dir: dir, Problems: []Problem{{Path: dir, Msg: msg}}}
+	}
 	st, err := os.Stat(dir)
 	if err != nil {
-		return nil, &LoadError{Dir: dir, Problems: []Problem{{Path: dir, Msg: "cannot read the migration folder: " + pathErrReason(err)}}}
+		return fail("cannot read the migration folder: " + pathErrReason(err))
 	}
 	if !st.IsDir() {
-		return nil, &LoadError{Dir: dir, Problems: []Problem{{Path: dir, Msg: "not a folder"}}}
+		return fail("not a folder")
 	}
-	return Load(os.DirFS(dir), dir)
+	if problems := outsideLinks(dir); len(problems) > 0 {
+		return nil, &LoadError{Dir: dir, Problems: problems}
+	}
+	// os.Root refuses, again, any path that would leave the folder: a link
+	// changed after the check above cannot lead out either.
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fail("cannot read the migration folder: " + pathErrReason(err))
+	}
+	defer root.Close()
+	return Load(root.FS(), dir)
+}
+
+// outsideLinks reports the .sql entries of dir that are symbolic links
+// resolving outside dir.
+func outsideLinks(dir string) []Problem {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil // Load reports it
+	}
+	base, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil
+	}
+	var problems []Problem
+	for _, e := range entries {
+		if e.Type()&fs.ModeSymlink == 0 || !strings.EqualFold(path.Ext(e.Name()), ".sql") {
+			continue
+		}
+		display := path.Join(filepathToSlash(dir), e.Name())
+		target, err := filepath.EvalSymlinks(filepath.Join(dir, e.Name()))
+		if err != nil {
+			problems = append(problems, Problem{Path: display, Msg: "is a symbolic link that leads nowhere: " + pathErrReason(err)})
+			continue
+		}
+		if rel, err := filepath.Rel(base, target); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			problems = append(problems, Problem{Path: display, Msg: "is a symbolic link to a file outside the migration folder; dbinit follows links only when they stay inside the folder (as a Kubernetes ConfigMap mount's do): copy the file into the folder instead"})
+		}
+	}
+	return problems
 }
 
 // Load reads every migration file at the top of fsys. dir is how the folder is
@@ -239,8 +292,13 @@ func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 		if st.Empty {
 			continue
 		}
-		s.Statements = append(s.Statements, Statement{Text: st.Text, Offset: st.Offset, Start: st.Start,
-			Line: st.Line + strings.Count(st.Text[:st.Start], "\n")})
+		ms := Statement{Text: st.Text, Offset: st.Offset, Start: st.Start, Line: st.Line + strings.Count(st.Text[:st.Start], "\n")}
+		if kw := st.Keywords(1); len(kw) == 1 && (kw[0] == "DISCARD" || kw[0] == "DEALLOCATE") {
+			ms.dropsPrepared = true
+			s.dropsPrepared = true
+		}
+		ms.index, ms.table, ms.concurrent = st.ConcurrentIndex()
+		s.Statements = append(s.Statements, ms)
 		start := st.Offset + st.Start
 		if st.TransactionControl() {
 			problems = append(problems, at(text, start, fmt.Sprintf("%s: transaction control is not allowed in migrations; dbinit runs each file in its own transaction (or, with %q, statement by statement)", strings.Join(st.Keywords(2), " "), directiveNoTransaction)))
@@ -285,11 +343,19 @@ func directives(display, text string) (noTx bool, problems []Problem) {
 // Hash identifies the migration set for template reuse: the history format
 // plus the version, name and bytes of every up file. A template built from the
 // same hash is the same database.
-func (s *Set) Hash() string {
+func (s *Set) Hash() string { return s.HashUpTo(s.Latest()) }
+
+// HashUpTo is the Hash of the set's files up to and including version: a
+// template built from a set whose Hash equals it holds exactly those files,
+// and this set adds only files after them.
+func (s *Set) HashUpTo(version int64) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "dbinit-set\x00format=%d\x00", historyFormat)
 	var buf [8]byte
 	for _, m := range s.Migrations {
+		if m.Version > version {
+			break
+		}
 		binary.BigEndian.PutUint64(buf[:], uint64(m.Version))
 		h.Write(buf[:])
 		fmt.Fprintf(h, "%s\x00%s\x00", m.Name, m.Up.Checksum)

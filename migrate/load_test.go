@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -178,4 +180,51 @@ func TestExampleFolderLoads(t *testing.T) {
 func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// TestLoadDirSymlinks: links that stay inside the folder are read (the
+// layout of a Kubernetes ConfigMap mount); a link leading out of it is
+// refused, and what it points at is never read or shown.
+func TestLoadDirSymlinks(t *testing.T) {
+	t.Parallel()
+	// A ConfigMap mount: ..2026_11_29_05_09_45.123/ holds the files,
+	// ..data links to it, and each visible name links through ..data.
+	dir := t.TempDir()
+	stamp := "..2026_11_29_05_09_45.123"
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Mkdir(filepath.Join(dir, stamp), 0o755))
+	must(os.WriteFile(filepath.Join(dir, stamp, "001_a.sql"), []byte("CREATE TABLE a (id int);"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, stamp, "002_b.sql"), []byte("CREATE TABLE b (id int);"), 0o644))
+	must(os.Symlink(stamp, filepath.Join(dir, "..data")))
+	must(os.Symlink("..data/001_a.sql", filepath.Join(dir, "001_a.sql")))
+	must(os.Symlink("..data/002_b.sql", filepath.Join(dir, "002_b.sql")))
+	set, err := LoadDir(dir)
+	if err != nil || len(set.Migrations) != 2 {
+		t.Fatalf("ConfigMap layout: %v %v", set, err)
+	}
+
+	// A link out of the folder, to a secret.
+	secretDir := t.TempDir()
+	secret := filepath.Join(secretDir, "shadow")
+	must(os.WriteFile(secret, []byte("root:$6$very-secret-hash:19000:0:99999:7:::\n"), 0o600))
+	must(os.Symlink(secret, filepath.Join(dir, "003_c.sql")))
+	must(os.Symlink("../"+filepath.Base(secretDir)+"/shadow", filepath.Join(dir, "004_d.sql")))
+	_, err = LoadDir(dir)
+	var le *LoadError
+	if !errors.As(err, &le) || len(le.Problems) != 2 {
+		t.Fatalf("err = %v, want two problems", err)
+	}
+	for _, p := range le.Problems {
+		if !strings.Contains(p.Msg, "outside the migration folder") {
+			t.Errorf("problem = %v", p)
+		}
+	}
+	if strings.Contains(err.Error(), "very-secret-hash") || strings.Contains(err.Error(), "root:") {
+		t.Fatalf("the link's target was read: %v", err)
+	}
 }

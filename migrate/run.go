@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,11 +36,8 @@ func (m *Migrator) run(ctx context.Context, conn *pgx.Conn, plan *Plan, res *Res
 	}()
 	// The history statements are prepared while the session is clean: a
 	// file's SET ROLE must not decide whether they can be planned.
-	if _, err := conn.Prepare(ctx, stmtRecord, recordSQL); err != nil {
-		return fmt.Errorf("prepare history insert: %w", err)
-	}
-	if _, err := conn.Prepare(ctx, stmtDelete, deleteSQL); err != nil {
-		return fmt.Errorf("prepare history delete: %w", err)
+	if err := r.prepare(ctx); err != nil {
+		return err
 	}
 	for i, step := range plan.Steps {
 		if err := r.step(ctx, i, step, i == len(plan.Steps)-1); err != nil {
@@ -61,6 +59,22 @@ type runner struct {
 	dirty   bool       // an asynchronous commit has not been flushed yet
 	lastRow *Migration // last history row committed, for the final flush
 	start   time.Time
+}
+
+// prepare (re)prepares the history statements. A file that runs DISCARD
+// ALL or DEALLOCATE ALL removes them from the session, and pgx's own cache
+// of statements with them: both are dropped and made again.
+func (r *runner) prepare(ctx context.Context) error {
+	if err := r.conn.DeallocateAll(ctx); err != nil {
+		return fmt.Errorf("prepare history statements: %w", err)
+	}
+	if _, err := r.conn.Prepare(ctx, stmtRecord, recordSQL); err != nil {
+		return fmt.Errorf("prepare history insert: %w", err)
+	}
+	if _, err := r.conn.Prepare(ctx, stmtDelete, deleteSQL); err != nil {
+		return fmt.Errorf("prepare history delete: %w", err)
+	}
+	return nil
 }
 
 func (r *runner) started() time.Time {
@@ -108,20 +122,38 @@ const (
 // beginSQL opens a file's transaction in the same round trip as the file.
 const beginSQL = "BEGIN;"
 
+// resetAfterFile ends the file's round trip: the file's settings
+// (statement_timeout, a tiny idle_in_transaction_session_timeout) must not
+// reach the history row, nor the moment before it is sent. The newline
+// ends a trailing line comment; the ";" a last statement without one.
+const resetAfterFile = "\n;RESET ALL"
+
 // transactional runs a file in a transaction with its history row, in two
 // round trips: BEGIN and the whole file at once (so the server's error
 // position is an offset into the file), then one pipelined batch that resets
 // the session, writes the history row and commits.
 func (r *runner) transactional(ctx context.Context, st Step, last bool) (int, error) {
 	t0 := time.Now()
-	done, err := execCounting(ctx, r.conn.PgConn(), beginSQL+st.Script.SQL)
+	done, err := execCounting(ctx, r.conn.PgConn(), beginSQL+st.Script.SQL+resetAfterFile)
 	if done > 0 {
 		done-- // BEGIN is not the file's
 	}
+	if err == nil {
+		done-- // nor the RESET after it
+	}
 	r.inTx = true // even if the file failed: ROLLBACK ends whatever BEGIN opened
 	if err != nil {
+		if lost := r.lost(ctx, st, 0, err); lost != nil {
+			return done, lost
+		}
 		r.rollback(ctx)
 		return done, r.placeError(st, done, 0, shiftPosition(err, len(beginSQL)))
+	}
+	if st.Script.dropsPrepared {
+		if err := r.prepare(ctx); err != nil {
+			r.rollback(ctx)
+			return done, fmt.Errorf("%s: %w", st.Script.Path, err)
+		}
 	}
 	b := &pgx.Batch{}
 	// Undo what the file did to the session before the history row is
@@ -149,15 +181,21 @@ func (r *runner) transactional(ctx context.Context, st Step, last bool) (int, er
 	for i := range b.Len() {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()
+			if lost := r.lost(ctx, st, 0, err); lost != nil {
+				return done, lost
+			}
 			r.rollback(ctx)
 			if i > history {
 				// A deferred constraint fails at commit: it belongs to the file.
-				return done, r.placeError(st, -1, 0, err)
+				return done, r.atCommit(st, err)
 			}
 			return done, fmt.Errorf("%s: record history: %w", st.Script.Path, err)
 		}
 	}
 	if err := br.Close(); err != nil {
+		if lost := r.lost(ctx, st, 0, err); lost != nil {
+			return done, lost
+		}
 		r.rollback(ctx)
 		return done, fmt.Errorf("%s: record history: %w", st.Script.Path, err)
 	}
@@ -203,18 +241,39 @@ func (r *runner) statementByStatement(ctx context.Context, st Step) (int, error)
 	for i := st.ResumeAt; i < len(s.Statements); i++ {
 		stmt := s.Statements[i]
 		ts := time.Now()
+		if stmt.concurrent && stmt.index != "" {
+			// An interrupted CREATE INDEX CONCURRENTLY leaves the index
+			// INVALID, and IF NOT EXISTS would then skip it: drop it first.
+			if err := r.dropInvalidIndex(ctx, st, i); err != nil {
+				return ran, err
+			}
+		}
 		if _, err := r.conn.PgConn().Exec(ctx, stmt.Text).ReadAll(); err != nil {
 			// The row recorded after the previous statement already says
 			// where to resume.
+			if lost := r.lost(ctx, st, i+1, err); lost != nil {
+				return ran, lost
+			}
 			return ran, r.placeError(st, i, stmt.Offset, err)
 		}
 		ran++
+		if stmt.dropsPrepared {
+			if err := r.prepare(ctx); err != nil {
+				return ran, fmt.Errorf("%s: %w", s.Path, err)
+			}
+		}
 		if st.Down || i+1 == len(s.Statements) {
 			continue // the final row is written below
 		}
 		rec := record{m: st.Migration, state: StatePartial, done: i + 1, prefix: prefixChecksum(s, i+1), durationMS: time.Since(ts).Milliseconds()}
 		if err := r.writeHistory(ctx, stmtRecord, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
 			return ran, fmt.Errorf("%s: record progress after statement %d: %w", s.Path, i+1, err)
+		}
+	}
+	if !st.Down {
+		// Never record a file applied over an index it left INVALID.
+		if err := r.checkIndexes(ctx, st); err != nil {
+			return ran, err
 		}
 	}
 	if _, err := r.conn.Exec(ctx, resetSQL); err != nil {
@@ -239,22 +298,51 @@ func (r *runner) statementByStatement(ctx context.Context, st Step) (int, error)
 
 // historyGuard makes a history write independent of the session state a
 // no-transaction file left behind (SET ROLE, SET synchronous_commit = off,
-// another client_encoding); SET LOCAL ends with the transaction, so the
-// file's own settings apply again to its next statement.
-const historyGuard = "SET LOCAL SESSION AUTHORIZATION DEFAULT; SET LOCAL ROLE NONE; SET LOCAL synchronous_commit = on; SET LOCAL client_encoding = 'UTF8'"
+// another client_encoding, a read-only default, tiny timeouts, an empty
+// search_path); SET LOCAL ends with the transaction, so the file's own
+// settings apply again to its next statement. Setting
+// transaction_read_only must come first, before anything counts as a
+// query of the transaction.
+const historyGuard = "SET LOCAL transaction_read_only = off; SET LOCAL SESSION AUTHORIZATION DEFAULT; SET LOCAL ROLE NONE; " +
+	"SET LOCAL synchronous_commit = on; SET LOCAL client_encoding = 'UTF8'; SET LOCAL statement_timeout = 0; " +
+	"SET LOCAL lock_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL search_path = pg_catalog"
 
 // writeHistory writes one history change in a durable transaction of its
 // own. It is done even when the run is being cancelled.
 func (r *runner) writeHistory(ctx context.Context, sql string, args ...any) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	return pgx.BeginFunc(ctx, r.conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, historyGuard); err != nil {
+	write := func() error {
+		// BEGIN and the guard in one round trip: a file's tiny
+		// idle_in_transaction_session_timeout must find no idle moment.
+		if _, err := r.conn.Exec(ctx, "BEGIN; "+historyGuard); err != nil {
+			r.abort(ctx)
 			return err
 		}
-		_, err := tx.Exec(ctx, sql, args...)
+		if _, err := r.conn.Exec(ctx, sql, args...); err != nil {
+			r.abort(ctx)
+			return err
+		}
+		_, err := r.conn.Exec(ctx, "COMMIT")
 		return err
-	})
+	}
+	err := write()
+	if pgErr, ok := asPgError(err); ok && pgErr.Code == "26000" {
+		// A prepared statement the session lost some other way (a
+		// DEALLOCATE inside a function): prepare again, once.
+		if err := r.prepare(ctx); err != nil {
+			return err
+		}
+		err = write()
+	}
+	return err
+}
+
+// abort ends a failed history write's transaction.
+func (r *runner) abort(ctx context.Context) {
+	if !r.conn.IsClosed() {
+		_, _ = r.conn.Exec(ctx, "ROLLBACK")
+	}
 }
 
 // flush makes asynchronous commits durable with one synchronous commit that
@@ -269,6 +357,35 @@ func (r *runner) flush(ctx context.Context) error {
 	}
 	r.dirty = false
 	return nil
+}
+
+// lost returns a *ConnectionLostError when err means the connection broke
+// (not a cancellation: that is an interruption), else nil. stmt is the
+// 1-based statement of a no-transaction file that was running.
+func (r *runner) lost(ctx context.Context, st Step, stmt int, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	pgErr, isPg := asPgError(err)
+	switch {
+	case r.conn.IsClosed():
+	case isPg && (pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03" || strings.HasPrefix(pgErr.Code, "08")):
+		// admin_shutdown, crash_shutdown, cannot_connect_now, connection
+		// exceptions: the server ends the session.
+	default:
+		return nil
+	}
+	r.inTx = false // the server ended the transaction with the session
+	return &ConnectionLostError{Path: st.Script.Path, Statement: stmt, NoTransaction: st.Script.NoTransaction, Err: err}
+}
+
+// atCommit places an error raised by COMMIT: on the file, not on a line.
+func (r *runner) atCommit(st Step, err error) error {
+	pgErr, ok := asPgError(err)
+	if !ok {
+		return fmt.Errorf("%s: at COMMIT: %w", st.Script.Path, err)
+	}
+	return &SQLError{Path: st.Script.Path, Version: st.Migration.Version, AtCommit: true, Err: pgErr}
 }
 
 // placeError turns a server error into a *SQLError placed in the file.

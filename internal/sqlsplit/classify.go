@@ -1,5 +1,7 @@
 package sqlsplit
 
+import "strings"
+
 // Keywords returns up to n leading words of the statement, upper-cased:
 // the unquoted identifiers and keywords it starts with, skipping whitespace
 // and comments. The first token that is not such a word (a quoted
@@ -460,4 +462,64 @@ func lowerASCII(s string) string {
 		}
 	}
 	return s
+}
+
+// ConcurrentIndex reads a CREATE [UNIQUE] INDEX CONCURRENTLY statement:
+// the index's name as PostgreSQL stores it (unquoted names folded to lower
+// case, quoted ones as written; "" when the statement names none) and the
+// table as written, possibly schema-qualified and quoted, ready for
+// to_regclass. ok is false for any other statement.
+func (s Statement) ConcurrentIndex() (index, table string, ok bool) {
+	c := s.cursor()
+	if c.word() != "CREATE" {
+		return "", "", false
+	}
+	w := c.word()
+	if w == "UNIQUE" {
+		w = c.word()
+	}
+	if w != "INDEX" || c.word() != "CONCURRENTLY" {
+		return "", "", false
+	}
+	t := c.next()
+	if c.isWord(t, "IF") {
+		if c.word() != "NOT" || c.word() != "EXISTS" {
+			return "", "", false
+		}
+		t = c.next()
+	}
+	if !c.isWord(t, "ON") {
+		if t.kind != tokIdent && t.kind != tokQuotedIdent {
+			return "", "", false
+		}
+		index = c.identifier(t)
+		if t = c.next(); !c.isWord(t, "ON") {
+			return "", "", false
+		}
+	}
+	t = c.next()
+	if c.isWord(t, "ONLY") {
+		t = c.next()
+	}
+	start, end := t.start, t.end
+	for t.kind == tokIdent || t.kind == tokQuotedIdent {
+		end = t.end
+		if dot := c.next(); !c.isText(dot, ".") {
+			break
+		}
+		t = c.next()
+	}
+	if end == start {
+		return "", "", false
+	}
+	return index, c.lx.src[start:end], true
+}
+
+// identifier returns the name an identifier token stands for.
+func (c *cursor) identifier(t token) string {
+	text := c.text(t)
+	if t.kind == tokQuotedIdent && strings.HasPrefix(text, `"`) {
+		return strings.ReplaceAll(text[1:len(text)-1], `""`, `"`)
+	}
+	return lowerASCII(text)
 }

@@ -196,3 +196,25 @@ func TestClassifyHandBuiltStatement(t *testing.T) {
 		t.Errorf("NoTransaction() with a negative Start = %q, %v", what, ok)
 	}
 }
+
+func TestConcurrentIndex(t *testing.T) {
+	for _, tc := range []struct {
+		sql, index, table string
+		ok                bool
+	}{
+		{"CREATE INDEX CONCURRENTLY IF NOT EXISTS notes_account_id ON app.notes (account_id);", "notes_account_id", "app.notes", true},
+		{"create unique index concurrently Ix_A on ONLY t using btree (a);", "ix_a", "t", true},
+		{`CREATE INDEX CONCURRENTLY "Mixed ""Case""" ON "App"."My Table" (a);`, `Mixed "Case"`, `"App"."My Table"`, true},
+		{"CREATE INDEX CONCURRENTLY ON t (a);", "", "t", true},
+		{"-- lead\nCREATE INDEX CONCURRENTLY i ON s.t(a);", "i", "s.t", true},
+		{"CREATE INDEX i ON t (a);", "", "", false},
+		{"CREATE INDEX CONCURRENTLY IF EXISTS i ON t (a);", "", "", false},
+		{"DROP INDEX CONCURRENTLY i;", "", "", false},
+	} {
+		st := Split(tc.sql)[0]
+		index, table, ok := st.ConcurrentIndex()
+		if index != tc.index || table != tc.table || ok != tc.ok {
+			t.Errorf("%q: got (%q, %q, %v), want (%q, %q, %v)", tc.sql, index, table, ok, tc.index, tc.table, tc.ok)
+		}
+	}
+}
