@@ -20,7 +20,6 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Config is dbinit's configuration. Every field can be set from the
@@ -246,6 +245,20 @@ func (c *Config) Secrets() []string {
 	return s
 }
 
+// EnvSecrets returns the strings that must never be printed, from an
+// environment that could not be loaded as a configuration (a bad
+// variable): the raw DATABASE_URL and every password it and the libpq
+// variables and secret files hold.
+func EnvSecrets(environ map[string]string) []string {
+	c := &Config{DatabaseURL: environ["DATABASE_URL"], PasswordFile: environ["PGPASSWORD_FILE"], env: environ}
+	if f := environ["DATABASE_URL_FILE"]; f != "" && c.DatabaseURL == "" {
+		if s, err := readSecret(f); err == nil {
+			c.DatabaseURL = s
+		}
+	}
+	return c.Secrets()
+}
+
 // readSecret reads a Docker/Kubernetes secret file; one trailing newline is
 // dropped, as editors and `echo` add it.
 func readSecret(path string) (string, error) {
@@ -264,21 +277,38 @@ func quoteValue(v string) string {
 	return "'" + v + "'"
 }
 
-// parseErrorReason extracts why pgx refused a connection string without
-// repeating the string itself: pgx's message and url.Error both embed it.
+// parseErrorReason says why pgx refused a connection string in words of
+// its own. Parsers' messages quote the input (pgx the whole string, with the
+// password masked only where it could find it; net/url the bad escape,
+// "%#w"), and that may be part of the password. So only the reason is
+// recognised, in the text after the quoted input, and said anew.
 func parseErrorReason(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err.Error()
-	}
-	var pe *pgconn.ParseConfigError
-	if errors.As(err, &pe) {
-		if inner := errors.Unwrap(pe); inner != nil {
-			return inner.Error()
+	const encode = "percent-encode special characters in the user name and password (% as %25, # as %23, @ as %40, / as %2F, ? as %3F, : as %3A)"
+	msg := err.Error()
+	tail := msg[strings.LastIndex(msg, "`")+1:]
+	for _, r := range []struct{ has, say string }{
+		{"percent-encoded", "a % is not followed by two hex digits; " + encode},
+		{"unexpected spaces", "it has a space; write spaces as %20"},
+		{"invalid port", "the port is not a number from 1 to 65535"},
+		{"could not match", "the numbers of hosts and ports differ"},
+		{"sslmode is invalid", "sslmode must be disable, allow, prefer, require, verify-ca or verify-full"},
+		{"sslcertmode", "sslcertmode must be disable, allow or require"},
+		{"connect_timeout", "connect_timeout must be a whole number of seconds"},
+		{"target_session_attrs", "target_session_attrs has a value pgx does not know"},
+		{"failed to read service", "the service file (PGSERVICEFILE) cannot be read, or has no such service"},
+		{"failed to configure TLS", "the TLS settings cannot be used: check sslrootcert, sslcert, sslkey and sslpassword"},
+		{"failed to parse as URL", "it is not a valid postgres:// URL; " + encode},
+		{"failed to parse as keyword/value", "it is not valid key=value settings (quote values with spaces in single quotes)"},
+	} {
+		if strings.Contains(tail, r.has) {
+			return r.say
 		}
-		return "cannot parse it"
 	}
-	return "cannot parse it"
+	var esc url.EscapeError
+	if errors.As(err, &esc) {
+		return "a % is not followed by two hex digits; " + encode
+	}
+	return "it is neither a postgres:// URL nor key=value settings; " + encode
 }
 
 func unwrapEnvError(err error) string {

@@ -45,6 +45,24 @@ func (e *NoDatabaseError) Error() string {
 
 func (e *NoDatabaseError) Unwrap() error { return e.Err }
 
+// TLSRefusedError says the connection settings require TLS and the server
+// does not offer it. Waiting does not change that: it is a configuration
+// error (exit code 2).
+type TLSRefusedError struct{ Target string }
+
+func (e *TLSRefusedError) Error() string {
+	return fmt.Sprintf("the server %s does not offer TLS, and the connection settings require it (sslmode=require, verify-ca or verify-full): "+
+		"enable TLS on the server, or set sslmode=prefer or disable (in DATABASE_URL, or PGSSLMODE)", e.Target)
+}
+
+// tlsRefused: pgx says so only in words. With sslmode=prefer pgx tries
+// without TLS too, and a server error of that attempt (a wrong password)
+// is what counts.
+func tlsRefused(err error) bool {
+	var pgErr *pgconn.PgError
+	return err != nil && strings.Contains(err.Error(), "server refused TLS connection") && !errors.As(err, &pgErr)
+}
+
 // Options control Connect.
 type Options struct {
 	Timeout  time.Duration // overall deadline for the server to accept us, 60s
@@ -90,6 +108,9 @@ func Connect(ctx context.Context, cc *pgx.ConnConfig, opts Options) (*pgx.Conn, 
 			}
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if tlsRefused(err) {
+				return &TLSRefusedError{Target: Target(cc)}
 			}
 			if !Retryable(err) {
 				var pgErr *pgconn.PgError
