@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -33,10 +34,9 @@ func (s *server) corpusTemplate(b *testing.B, c *benchCorpus) (string, int64) {
 	target := provision.Target{
 		Template: name,
 		Set:      c.set,
-		Lock:     &migrate.AdvisoryLock{Conn: s.maint, Key: migrate.LockKey("bench"), Timeout: time.Minute},
-		Version:  "bench",
+		Lock:     provision.AdvisoryLocks(s.maint, time.Minute, slog.New(slog.DiscardHandler)),
 	}
-	if _, err := provision.New(s.maint, provision.Options{}).EnsureTemplate(ctx, target); err != nil {
+	if _, err := provision.New(s.maint, provision.Options{Version: "bench"}).EnsureTemplate(ctx, target); err != nil {
 		b.Fatal(err)
 	}
 	var size int64

@@ -198,7 +198,11 @@ func create(t TB, o options) *database {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err := tp.withServer(ctx, func(s *provision.Server, _ provision.Target) error {
-		return s.Clone(ctx, tp.name, db.name, provision.CloneOptions{Strategy: o.strategy})
+		if err := s.Clone(ctx, tp.name, db.name, provision.CloneOptions{Strategy: o.strategy}); err != nil {
+			return err
+		}
+		// Marked, so the sweep may drop it after a killed run.
+		return s.MarkTest(ctx, db.name)
 	})
 	if err != nil {
 		t.Fatalf("dbtest: %v", err)

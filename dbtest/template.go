@@ -120,12 +120,13 @@ func (tp *template) prepare(serverURL string, o options) error {
 			return fmt.Errorf("build template %s from %s:\n%w", tp.name, tp.set.Dir, err)
 		}
 		return s.SweepTestDatabases(ctx, provision.Sweep{
-			DatabasePrefix: dbPrefix, TemplatePrefix: templatePrefix, Current: tp.name, Lock: target.Lock,
+			DatabasePrefix: dbPrefix, TemplatePrefix: templatePrefix, Current: tp.name, Lock: target.Lock(tp.name),
 		})
 	})
 }
 
-// lockKey keeps dbtest's builds apart from dbinit's own runs on the server.
+// lockKey is the one lock of dbtest's builds and sweeps on the test server,
+// apart from dbinit's own runs there.
 var lockKey = migrate.LockKey("dbtest")
 
 // withServer runs f with a maintenance connection of the pool.
@@ -136,10 +137,10 @@ func (tp *template) withServer(ctx context.Context, f func(*provision.Server, pr
 	}
 	defer c.Release()
 	conn := c.Conn()
-	return f(provision.New(conn, provision.Options{}), provision.Target{
+	lock := &migrate.AdvisoryLock{Conn: conn, Key: lockKey, Timeout: 10 * time.Minute}
+	return f(provision.New(conn, provision.Options{Version: "dbtest"}), provision.Target{
 		Template: tp.name,
 		Set:      tp.set,
-		Lock:     &migrate.AdvisoryLock{Conn: conn, Key: lockKey, Timeout: 10 * time.Minute},
-		Version:  "dbtest",
+		Lock:     func(string) migrate.Locker { return lock },
 	})
 }

@@ -34,7 +34,8 @@ Commands (no command = init):
                          revert applied migrations, newest first
   status [--json]        applied, pending, changed, missing and partial migrations
   plan                   what up would run, touching nothing
-  clone [--replace] NAME create database NAME from the template
+  clone [--replace] [--rebuild] NAME
+                         create database NAME from the template
   new NAME               create the next NNN_name.sql and NNN_name_down.sql
   baseline --version N   record 1..N as applied without running them
   accept VERSION         record the checksum of an applied file that was edited on purpose
@@ -61,9 +62,9 @@ Exit codes: 0 ok, 1 migration failed, 2 usage/configuration/bad folder,
 // code. environ is the process environment as a map.
 func Run(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
 	r := &run{stdout: stdout, stderr: stderr, environ: environ}
-	err := r.main(ctx, args)
+	err := explain(r.main(ctx, args))
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		r.printError(err)
+		r.printError(err, args)
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return ExitOK
@@ -196,21 +197,46 @@ func version() string {
 
 // printError reports the error that ends the run: compiler-style text for
 // people, or one JSON log line with the place as fields for log pipelines.
-func (r *run) printError(err error) {
+// It also works before the configuration was read (a bad flag, a bad
+// variable): the format then comes from the flags and the environment as
+// given, and the secrets to mask from the environment.
+func (r *run) printError(err error, args []string) {
 	code := ExitCode(err)
-	if r.log != nil && r.cfg.LogFormat == "json" {
+	var secrets []string
+	format := requestedFormat(args, r.environ)
+	if r.cfg != nil {
+		secrets, format = secretsOf(r.cfg), r.cfg.LogFormat
+	} else {
+		secrets = longSecrets(config.EnvSecrets(r.environ))
+	}
+	w := &redactWriter{w: r.stderr, secrets: secrets}
+	if format == "json" {
+		log := r.log
+		if log == nil {
+			log = slog.New(slog.NewJSONHandler(w, nil))
+		}
 		attrs := []any{"error", err.Error(), "exit_code", code}
 		var sqlErr *migrate.SQLError
 		if errors.As(err, &sqlErr) {
 			attrs = append(attrs, "file", sqlErr.Path, "line", sqlErr.Line, "col", sqlErr.Col, "sqlstate", sqlErr.Err.Code)
 		}
-		r.log.Error("failed", attrs...)
+		log.Error("failed", attrs...)
 		return
 	}
-	var secrets []string
-	if r.cfg != nil {
-		secrets = secretsOf(r.cfg)
-	}
-	w := &redactWriter{w: r.stderr, secrets: secrets}
 	fmt.Fprintf(w, "dbinit: %s\n", err)
+}
+
+// requestedFormat is the log format the flags or the environment ask for,
+// read without parsing either (they may be what failed).
+func requestedFormat(args []string, environ map[string]string) string {
+	format := environ["DBINIT_LOG_FORMAT"]
+	for i, a := range args {
+		a = strings.TrimLeft(a, "-")
+		if v, ok := strings.CutPrefix(a, "log-format="); ok {
+			format = v
+		} else if a == "log-format" && i+1 < len(args) {
+			format = args[i+1]
+		}
+	}
+	return format
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/savvi-studio/dbinit/internal/emptydb"
-	"github.com/savvi-studio/dbinit/migrate"
+	"github.com/savvi-studio/dbinit/internal/provision"
 )
 
 // harness runs dbinit against a maintenance database of the test's own, so
@@ -290,8 +290,8 @@ func TestExitCodes(t *testing.T) {
 func TestLockTimeoutExit(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, twoFiles)
-	holder := h.db(h.maint.Database)
-	if _, err := holder.Exec(context.Background(), `SELECT pg_advisory_lock($1)`, migrate.DefaultLockKey); err != nil {
+	holder := h.db("postgres")
+	if _, err := holder.Exec(context.Background(), `SELECT pg_advisory_lock($1)`, provision.LockKey(h.database)); err != nil {
 		t.Fatal(err)
 	}
 	h.env["DBINIT_LOCK_TIMEOUT"] = "1s"

@@ -288,46 +288,55 @@ func (r *run) summary(what string, res *migrate.Result, err error) {
 }
 
 // session is what the commands that change a working database share: the
-// loaded folder, a maintenance connection holding the lock, and a connection
-// to the working database.
+// loaded folder, the server with its locks, and a connection to the working
+// database.
 type session struct {
-	maint, target *pgx.Conn
-	migrator      *migrate.Migrator
+	target   *pgx.Conn
+	closeAll func()
+	migrator *migrate.Migrator
 }
 
 func (s *session) close(ctx context.Context) {
-	ctx = context.WithoutCancel(ctx)
 	if s.target != nil {
-		s.target.Close(ctx)
+		s.target.Close(context.WithoutCancel(ctx))
 	}
-	if s.maint != nil {
-		s.maint.Close(ctx)
+	if s.closeAll != nil {
+		s.closeAll()
 	}
 }
 
 // session loads the folder first (a bad folder never touches a database),
-// then connects. create makes the working database, empty, when it is absent.
-func (r *run) session(ctx context.Context, create bool) (*session, error) {
-	srv, target, err := r.server(ctx)
+// then connects. up creates the working database, empty, when it is absent,
+// and refuses one that holds objects but no dbinit history.
+func (r *run) session(ctx context.Context, up bool) (*session, error) {
+	srv, target, closeAll, err := r.server(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s := &session{maint: srv.Conn()}
-	s.migrator, err = migrate.New(target.Set, migrate.Options{Logger: r.log, Locker: target.Lock, Version: version()})
-	if err != nil {
+	s := &session{closeAll: closeAll}
+	fail := func(err error) (*session, error) {
 		s.close(ctx)
 		return nil, err
 	}
-	if create {
+	if err := srv.Reserved(r.cfg.Database); err != nil {
+		return fail(err)
+	}
+	s.migrator, err = migrate.New(target.Set, migrate.Options{Logger: r.log, Locker: target.Lock(r.cfg.Database), Version: version()})
+	if err != nil {
+		return fail(err)
+	}
+	if up {
 		if _, err := srv.CreateIfMissing(ctx, target, r.cfg.Database); err != nil {
-			s.close(ctx)
-			return nil, err
+			return fail(err)
 		}
 	}
-	s.target, err = r.connectTo(s.maint)(ctx, r.cfg.Database)
-	if err != nil {
-		s.close(ctx)
-		return nil, err
+	if s.target, err = r.connectTo(srv.Conn())(ctx, r.cfg.Database); err != nil {
+		return fail(err)
+	}
+	if up {
+		if err := srv.CheckAdoptable(ctx, s.target); err != nil {
+			return fail(err)
+		}
 	}
 	return s, nil
 }

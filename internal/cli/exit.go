@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -42,19 +43,26 @@ func ExitCode(err error) int {
 		sqlErr  *migrate.SQLError
 		waitErr *dbconn.WaitError
 		noDB    *dbconn.NoDatabaseError
+		noTLS   *dbconn.TLSRefusedError
 		drift   *migrate.DriftError
 		lockErr *migrate.LockTimeoutError
+		lost    *migrate.ConnectionLostError
 		nameErr *migrate.NameError
 		refused *provision.RefusedError
 		exists  *provision.ExistsError
+		role    *provision.MissingRoleError
 		pgErr   *pgconn.PgError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
 	case errors.As(err, &usage), errors.As(err, &cfgErr), errors.As(err, &loadErr), errors.As(err, &planErr), errors.As(err, &noDB),
-		errors.As(err, &nameErr), errors.As(err, &refused), errors.As(err, &exists):
+		errors.As(err, &nameErr), errors.As(err, &refused), errors.As(err, &exists), errors.As(err, &role),
+		errors.As(err, &noTLS):
 		return ExitUsage
+	// Before SQLError: a session the server ended is not the file's fault.
+	case errors.As(err, &lost):
+		return ExitUnreachable
 	// A failing migration is exit 1 whatever its SQLSTATE, even
 	// "permission denied" inside the file.
 	case errors.As(err, &sqlErr):
@@ -69,6 +77,16 @@ func ExitCode(err error) int {
 		return ExitAuth
 	}
 	return ExitSQL
+}
+
+// explain adds what only the command line knows to an error: which setting
+// a value came from.
+func explain(err error) error {
+	var role *provision.MissingRoleError
+	if errors.As(err, &role) {
+		return fmt.Errorf("DBINIT_OWNER: %w", err)
+	}
+	return err
 }
 
 // isAuthCode: invalid authorization (28xxx) and insufficient privilege, when

@@ -15,32 +15,66 @@ import (
 )
 
 // server loads the folder (before any connection), connects to the
-// maintenance database and returns the server and the target dbinit
-// manages on it. The caller closes the server's connection.
-func (r *run) server(ctx context.Context) (*provision.Server, provision.Target, error) {
+// maintenance database and to the database the locks live in, and returns
+// the server and the target dbinit manages on it. close closes both
+// connections.
+func (r *run) server(ctx context.Context) (srv *provision.Server, target provision.Target, closeAll func(), err error) {
 	set, err := migrate.LoadDir(r.cfg.Dir)
 	if err != nil {
-		return nil, provision.Target{}, err
+		return nil, target, nil, err
 	}
 	maint, err := r.connectMaintenance(ctx)
 	if err != nil {
-		return nil, provision.Target{}, err
+		return nil, target, nil, err
 	}
-	srv := provision.New(maint, provision.Options{Logger: r.log, Connect: r.connectTo(maint)})
-	return srv, r.target(set, maint), nil
-}
-
-// target describes what the configuration asks dbinit to manage.
-func (r *run) target(set *migrate.Set, maint *pgx.Conn) provision.Target {
-	return provision.Target{
+	lockConn, err := r.lockConnection(ctx, maint)
+	if err != nil {
+		maint.Close(context.WithoutCancel(ctx))
+		return nil, target, nil, err
+	}
+	closeAll = func() {
+		if lockConn != maint {
+			lockConn.Close(context.WithoutCancel(ctx))
+		}
+		maint.Close(context.WithoutCancel(ctx))
+	}
+	srv = provision.New(maint, provision.Options{Logger: r.log, Connect: r.connectTo(maint), Version: version()})
+	target = provision.Target{
 		Template:        r.cfg.Template,
 		Set:             set,
-		Lock:            &migrate.AdvisoryLock{Conn: maint, Key: migrate.DefaultLockKey, Timeout: r.cfg.LockTimeout, Logger: r.log},
-		Version:         version(),
+		Lock:            provision.AdvisoryLocks(lockConn, r.cfg.LockTimeout, r.log),
 		Owner:           r.cfg.Owner,
 		Strategy:        r.cfg.CloneStrategy,
 		AllowOutOfOrder: r.cfg.AllowOutOfOrder,
 	}
+	return srv, target, closeAll, nil
+}
+
+// lockDatabase is where every runner takes its locks, whatever database
+// its URL names: an advisory lock lives in one database, and runners that
+// manage the same template or working database must meet in the same one.
+const lockDatabase = "postgres"
+
+// lockConnection returns a connection to lockDatabase: maint itself when
+// it is that database, else a second connection. When the server has no
+// such database or refuses this user there, the locks are taken in the
+// maintenance database, with a warning: then only runners that name the
+// same maintenance database exclude each other.
+func (r *run) lockConnection(ctx context.Context, maint *pgx.Conn) (*pgx.Conn, error) {
+	if maint.Config().Database == lockDatabase {
+		return maint, nil
+	}
+	conn, err := dbconn.Connect(ctx, dbconn.ForDatabase(maint.Config(), lockDatabase),
+		dbconn.Options{Timeout: 5 * time.Second, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
+	if err == nil {
+		return conn, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	r.log.Warn("cannot take the lock in the database "+lockDatabase+"; taking it in the maintenance database: runners whose DATABASE_URL names another database will not wait for this one",
+		"maintenance_database", maint.Config().Database, "reason", dbconn.Reason(err))
+	return maint, nil
 }
 
 // connectTo connects to other databases of maint's server the way the
@@ -61,11 +95,11 @@ func cmdInit(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 			return err
 		}
 		start := time.Now()
-		srv, target, err := r.server(ctx)
+		srv, target, closeAll, err := r.server(ctx)
 		if err != nil {
 			return err
 		}
-		defer srv.Conn().Close(context.WithoutCancel(ctx))
+		defer closeAll()
 		out, err := srv.Init(ctx, target, r.cfg.Database, r.cfg.Reset)
 		if err != nil {
 			return err
@@ -83,7 +117,8 @@ func cmdInit(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 }
 
 func cmdClone(fs *flag.FlagSet) func(context.Context, *run, []string) error {
-	replace := fs.Bool("replace", false, "drop the database first if it exists")
+	replace := fs.Bool("replace", false, "drop the database first if it exists (only one dbinit made)")
+	rebuild := fs.Bool("rebuild", false, "rebuild the template when its files differ from the folder (an applied file edited or removed)")
 	return func(ctx context.Context, r *run, args []string) error {
 		if len(args) != 1 {
 			return &usageError{"dbinit clone needs exactly one database NAME"}
@@ -92,11 +127,12 @@ func cmdClone(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if err := config.CheckName(name); err != nil {
 			return &usageError{"dbinit clone: " + err.Error()}
 		}
-		srv, target, err := r.server(ctx)
+		srv, target, closeAll, err := r.server(ctx)
 		if err != nil {
 			return err
 		}
-		defer srv.Conn().Close(context.WithoutCancel(ctx))
+		defer closeAll()
+		target.Rebuild = *rebuild
 		if err := srv.CloneTemplate(ctx, target, name, *replace); err != nil {
 			return err
 		}

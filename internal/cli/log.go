@@ -24,9 +24,12 @@ func newLogger(w io.Writer, cfg *config.Config, secrets []string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(rw, opts))
 }
 
-func secretsOf(cfg *config.Config) []string {
+func secretsOf(cfg *config.Config) []string { return longSecrets(cfg.Secrets()) }
+
+// longSecrets drops the strings too short to mask.
+func longSecrets(all []string) []string {
 	var out []string
-	for _, s := range cfg.Secrets() {
+	for _, s := range all {
 		// Very short "secrets" would mask ordinary words; they are not worth
 		// the noise (and a 1-3 character password is not a secret anyway).
 		if len(s) >= 4 {

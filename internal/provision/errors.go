@@ -1,6 +1,11 @@
 package provision
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+
+	"github.com/savvi-studio/dbinit/migrate"
+)
 
 // RefusedError says dbinit will not create, fill, replace or drop a
 // database, and why: it is one PostgreSQL or dbinit needs for itself, or
@@ -32,3 +37,34 @@ func (e *ExistsError) Error() string {
 	}
 	return msg
 }
+
+// MissingRoleError says the owner asked for databases dbinit creates
+// (DBINIT_OWNER) is not a role on the server. Nothing was created.
+type MissingRoleError struct{ Role string }
+
+func (e *MissingRoleError) Error() string {
+	return fmt.Sprintf("role %q does not exist on the server; create it first, or set the owner to an existing role", e.Role)
+}
+
+// TemplateDriftError says the template was built from files that differ
+// from the folder in a way a rebuild would hide: an applied file edited,
+// renamed or removed, or a new file below the template's highest version.
+// Nothing was built or changed.
+type TemplateDriftError struct {
+	Template string
+	Drift    *migrate.DriftError // the files, as a database's history names them
+}
+
+func (e *TemplateDriftError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "drift: template %s was built from files that differ from %s; nothing was built or changed", e.Template, e.Drift.Dir)
+	for _, group := range [][]migrate.DriftItem{e.Drift.Changed, e.Drift.Missing, e.Drift.OutOfOrder, e.Drift.Partial} {
+		for _, it := range group {
+			fmt.Fprintf(&b, "\n  %s (version %d)", it.File, it.Version)
+		}
+	}
+	b.WriteString("\nrestore the files, or rebuild the template from the folder as it is (DBINIT_RESET=true also re-clones the working database; `dbinit clone --rebuild` rebuilds it for a clone)")
+	return b.String()
+}
+
+func (e *TemplateDriftError) Unwrap() error { return e.Drift }

@@ -35,7 +35,7 @@ func newFixture(t *testing.T) *fixture {
 	base := emptydb.Name(t)
 	f.template, f.working = base+"_t", base+"_w"
 	f.conn = emptydb.Conn(t, maint)
-	f.srv = New(f.conn, Options{Logger: slog.New(slog.NewTextHandler(f.log, nil))})
+	f.srv = New(f.conn, Options{Logger: slog.New(slog.NewTextHandler(f.log, nil)), Version: "test"})
 	t.Cleanup(func() { dropAll(t, base) })
 	return f
 }
@@ -84,8 +84,7 @@ func (f *fixture) targetOn(conn *pgx.Conn, files map[string]string) Target {
 	return Target{
 		Template: f.template,
 		Set:      set,
-		Lock:     &migrate.AdvisoryLock{Conn: conn, Key: migrate.DefaultLockKey, Timeout: 30 * time.Second},
-		Version:  "test",
+		Lock:     AdvisoryLocks(conn, 30*time.Second, slog.New(slog.NewTextHandler(f.log, nil))),
 	}
 }
 
@@ -135,10 +134,12 @@ var twoFiles = map[string]string{
 	"002_posts.sql": "CREATE TABLE posts (id bigint PRIMARY KEY, user_id bigint REFERENCES users);",
 }
 
+// with returns a copy of files with name set to text.
 func with(files map[string]string, name, text string) map[string]string {
-	out := map[string]string{name: text}
+	out := map[string]string{}
 	for k, v := range files {
 		out[k] = v
 	}
+	out[name] = text
 	return out
 }

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/savvi-studio/dbinit/internal/dbconn"
 )
@@ -19,7 +21,9 @@ import (
 type Server struct {
 	conn    *pgx.Conn
 	log     *slog.Logger
+	version string
 	connect func(ctx context.Context, database string) (*pgx.Conn, error)
+	warned  map[string]bool // databases already reported as not dbinit's
 }
 
 // Options configure a Server.
@@ -30,12 +34,15 @@ type Options struct {
 	// waiting up to 30s (a database just created accepts connections at
 	// once; only a server restarting makes it wait).
 	Connect func(ctx context.Context, database string) (*pgx.Conn, error)
+	// Version is dbinit's version, recorded in history rows and markers,
+	// "v1.2.0".
+	Version string
 }
 
 // New returns a Server working through conn, a connection to the
 // maintenance database. The caller keeps ownership of conn.
 func New(conn *pgx.Conn, opts Options) *Server {
-	s := &Server{conn: conn, log: opts.Logger, connect: opts.Connect}
+	s := &Server{conn: conn, log: opts.Logger, connect: opts.Connect, version: opts.Version}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -70,7 +77,7 @@ func (s *Server) Exists(ctx context.Context, name string) (bool, error) {
 // user).
 func (s *Server) Create(ctx context.Context, name, owner string) error {
 	if _, err := s.conn.Exec(ctx, "CREATE DATABASE "+dbconn.Ident(name)+ownerClause(owner)); err != nil {
-		return fmt.Errorf("create database %s: %w", name, err)
+		return ownerError(owner, fmt.Errorf("create database %s: %w", name, err))
 	}
 	return nil
 }
@@ -111,7 +118,7 @@ func (s *Server) Clone(ctx context.Context, template, name string, o CloneOption
 		}
 	}
 	if _, err := s.conn.Exec(ctx, q); err != nil {
-		return fmt.Errorf("clone %s from %s: %w", name, template, err)
+		return ownerError(o.Owner, fmt.Errorf("clone %s from %s: %w", name, template, err))
 	}
 	return nil
 }
@@ -133,14 +140,40 @@ func (s *Server) DropTemplate(ctx context.Context, name string) error {
 	return s.Drop(ctx, name)
 }
 
-// sessions counts the sessions connected to database name, other than ours.
+// sessions counts the client sessions connected to database name, other
+// than ours. Autovacuum workers do not count: they are no user of the
+// database, and DROP DATABASE ... WITH (FORCE) ends them.
 func (s *Server) sessions(ctx context.Context, name string) (int, error) {
 	var n int
-	err := s.conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, name).Scan(&n)
+	err := s.conn.QueryRow(ctx, `
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`, name).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count sessions on %s: %w", name, err)
 	}
 	return n, nil
+}
+
+// Reserved refuses a database PostgreSQL or dbinit needs for itself as a
+// database dbinit would create, fill, replace or drop: postgres,
+// template0, template1, and the maintenance database.
+func (s *Server) Reserved(name string) error {
+	switch name {
+	case "postgres", "template0", "template1", s.conn.Config().Database:
+		return &RefusedError{Database: name, Reason: "is a database PostgreSQL or dbinit needs for itself (postgres, template0, template1 and the maintenance database are never migrated, replaced or dropped)",
+			Hint: "choose another name (DBINIT_DATABASE, DBINIT_TEMPLATE, --database)"}
+	}
+	return nil
+}
+
+// ownerError turns "role does not exist" for the owner into a
+// *MissingRoleError.
+func ownerError(owner string, err error) error {
+	var pgErr *pgconn.PgError
+	if owner != "" && errors.As(err, &pgErr) && pgErr.Code == "42704" {
+		return &MissingRoleError{Role: owner}
+	}
+	return err
 }
 
 func ownerClause(owner string) string {

@@ -17,8 +17,9 @@ import (
 )
 
 // Test databases are named <prefix><base-36 unix seconds>_<test name>_<6 hex>,
-// "dbt_t3k9qz_testusers_create_1a2b3c", so the sweep can tell their age
-// and a person can tell whose they are.
+// "dbt_t3k9qz_testusers_create_1a2b3c", so a person can tell whose they
+// are and how old. The sweep goes by their marker (MarkTest), not by the
+// name.
 
 var unsafeChars = regexp.MustCompile(`[^a-z0-9]+`)
 
@@ -37,22 +38,11 @@ func TestDatabaseName(prefix, test string) string {
 	return prefix + ts + "_" + base + "_" + hex.EncodeToString(b[:])
 }
 
-// testDatabaseCreated reads the creation time from a name TestDatabaseName
-// made with prefix.
-func testDatabaseCreated(prefix, name string) (time.Time, bool) {
-	rest, ok := strings.CutPrefix(name, prefix)
-	if !ok {
-		return time.Time{}, false
-	}
-	ts, _, ok := strings.Cut(rest, "_")
-	if !ok {
-		return time.Time{}, false
-	}
-	sec, err := strconv.ParseInt(ts, 36, 64)
-	if err != nil {
-		return time.Time{}, false
-	}
-	return time.Unix(sec, 0), true
+// MarkTest marks a test database dbinit just cloned as its own (the comment
+// only: test servers are throwaway, and the sweep needs no more).
+func (s *Server) MarkTest(ctx context.Context, name string) error {
+	_, err := s.mark(ctx, name, Marker{Kind: KindTest})
+	return err
 }
 
 // Sweep says what SweepTestDatabases removes.
@@ -86,61 +76,68 @@ func (s *Server) SweepTestDatabases(ctx context.Context, sw Sweep) error {
 	}
 	defer func() { _ = unlock(context.WithoutCancel(ctx)) }()
 	rows, err := s.conn.Query(ctx, `
-SELECT datname, coalesce(shobj_description(oid, 'pg_database'), '')
+SELECT datname, oid, datistemplate, datallowconn, coalesce(shobj_description(oid, 'pg_database'), '')
 FROM pg_database WHERE starts_with(datname, $1) OR starts_with(datname, $2)`, sw.DatabasePrefix, sw.TemplatePrefix)
 	if err != nil {
 		return fmt.Errorf("sweep: list databases: %w", err)
 	}
-	type db struct {
-		name  string
-		built time.Time
-	}
-	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (db, error) {
-		var d db
-		var comment string
-		err := r.Scan(&d.name, &comment)
-		if m, ok := ParseMarker(comment); ok {
-			d.built = m.Built
-		}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (dbInfo, error) {
+		var d dbInfo
+		err := r.Scan(&d.Name, &d.OID, &d.IsTemplate, &d.AllowConn, &d.Comment)
 		return d, err
 	})
 	if err != nil {
 		return fmt.Errorf("sweep: list databases: %w", err)
 	}
 	templateRE := regexp.MustCompile(`^` + regexp.QuoteMeta(sw.TemplatePrefix) + `[0-9a-f]{16}$`)
-	var old []db
+	type tmpl struct {
+		d     dbInfo
+		built time.Time
+	}
+	var old []tmpl
 	for _, d := range all {
+		// Only what dbinit made, by its marker: a name is not enough.
+		m, ok := d.marker()
+		if !ok {
+			s.warnForeign(d.Name, "it has no dbinit marker for its own OID")
+			continue
+		}
 		switch {
-		case d.name == sw.Current:
-		case templateRE.MatchString(d.name):
-			old = append(old, d)
-		case strings.HasPrefix(d.name, sw.TemplatePrefix):
+		case d.Name == sw.Current:
+		case templateRE.MatchString(d.Name) && m.Kind == KindTemplate:
+			old = append(old, tmpl{d, m.Created})
+		case strings.HasPrefix(d.Name, sw.TemplatePrefix):
 			// A build or swap leftover of another migration set; nobody is
-			// building while we hold the lock.
-			if err := s.Drop(ctx, d.name); err != nil {
+			// building while we hold the lock, unless a session says so.
+			if n, err := s.sessions(ctx, d.Name); err != nil || n > 0 {
+				continue
+			}
+			if ok, _, err := s.ours(ctx, d, KindBuild, KindTemplate, KindCheck); err != nil || !ok {
+				continue
+			}
+			if err := s.Drop(ctx, d.Name); err != nil {
 				return err
 			}
-		default:
-			created, ok := testDatabaseCreated(sw.DatabasePrefix, d.name)
-			if !ok || time.Since(created) < sw.MaxAge {
+		case m.Kind == KindTest:
+			if time.Since(m.Created) < sw.MaxAge {
 				continue
 			}
 			// A long test still using it, or someone inspecting a kept one.
-			if n, err := s.sessions(ctx, d.name); err != nil || n > 0 {
+			if n, err := s.sessions(ctx, d.Name); err != nil || n > 0 {
 				continue
 			}
-			if err := s.Drop(ctx, d.name); err != nil {
+			if err := s.Drop(ctx, d.Name); err != nil {
 				return err
 			}
 		}
 	}
 	// Newest first by build time; the current template counts as one kept.
-	slices.SortFunc(old, func(a, b db) int { return b.built.Compare(a.built) })
-	for i, d := range old {
+	slices.SortFunc(old, func(a, b tmpl) int { return b.built.Compare(a.built) })
+	for i, t := range old {
 		if i < sw.KeepTemplates-1 {
 			continue
 		}
-		if err := s.DropTemplate(ctx, d.name); err != nil {
+		if err := s.DropTemplate(ctx, t.d.Name); err != nil {
 			return err
 		}
 	}

@@ -17,18 +17,12 @@ func TestTestDatabaseName(t *testing.T) {
 	if len(n) > 63 || !strings.HasPrefix(n, "dbt_") || !strings.Contains(n, "_on_and_on_") {
 		t.Fatalf("name = %q (%d bytes)", n, len(n))
 	}
-	created, ok := testDatabaseCreated("dbt_", n)
-	if !ok || time.Since(created) > time.Minute {
-		t.Fatalf("created = %v, %v", created, ok)
-	}
-	if _, ok := testDatabaseCreated("dbt_", "shop_backup"); ok {
-		t.Fatal("a foreign name has an age")
-	}
 }
 
-// TestSweepRemovesOldDatabases: test databases older than MaxAge with no
-// session go; young ones, ones in use and foreign names stay; old
-// templates beyond the newest KeepTemplates go.
+// TestSweepRemovesOldDatabases: test databases dbinit marked, older than
+// MaxAge and with no session go; young ones, ones in use and ones without
+// dbinit's marker (whatever their name) stay; old templates beyond the
+// newest KeepTemplates go.
 func TestSweepRemovesOldDatabases(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -38,15 +32,26 @@ func TestSweepRemovesOldDatabases(t *testing.T) {
 	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	dbPrefix, tplPrefix := "sw"+suffix+"_", "swt"+suffix+"_"
 	t.Cleanup(func() { dropAll(t, dbPrefix); dropAll(t, tplPrefix) })
-	ts := func(d time.Duration) string { return strconv.FormatInt(time.Now().Add(-d).Unix(), 36) }
-	old := dbPrefix + ts(2*time.Hour) + "_killed_run_abcdef"
-	busy := dbPrefix + ts(2*time.Hour) + "_inspected_abcdef"
-	young := dbPrefix + ts(0) + "_still_running_abcdef"
-	foreign := dbPrefix + "notatime"
-	for _, n := range []string{old, busy, young, foreign} {
+	old, busy, young := dbPrefix+"killed_run", dbPrefix+"inspected", dbPrefix+"still_running"
+	unmarked, copied := dbPrefix+"a_backup", dbPrefix+"copy_of_killed_run"
+	for _, n := range []string{old, busy, young, unmarked} {
 		if err := f.srv.Create(ctx, n, ""); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for n, age := range map[string]time.Duration{old: 2 * time.Hour, busy: 2 * time.Hour, young: 0} {
+		if _, err := f.srv.mark(ctx, n, Marker{Kind: KindTest, Created: time.Now().Add(-age).UTC().Truncate(time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A copy of a marked database has no comment: not dbinit's.
+	if err := f.srv.Clone(ctx, old, copied, CloneOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A comment copied by hand names another OID: not dbinit's either.
+	comment := query[string](t, f.conn, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`, old)
+	if _, err := f.conn.Exec(ctx, "COMMENT ON DATABASE "+pgx.Identifier{unmarked}.Sanitize()+" IS '"+comment+"'"); err != nil {
+		t.Fatal(err)
 	}
 	inUse := f.db(busy)
 	// Four templates, built an hour apart; the newest is current.
@@ -57,12 +62,12 @@ func TestSweepRemovesOldDatabases(t *testing.T) {
 		if err := f.srv.Create(ctx, name, ""); err != nil {
 			t.Fatal(err)
 		}
-		m := Marker{Set: strings.Repeat("0", 64), Built: time.Now().Add(time.Duration(i) * time.Hour).UTC().Truncate(time.Second), Version: "test"}
-		for _, q := range []string{"COMMENT ON DATABASE " + pgx.Identifier{name}.Sanitize() + " IS '" + m.Comment() + "'",
-			"ALTER DATABASE " + pgx.Identifier{name}.Sanitize() + " IS_TEMPLATE true"} {
-			if _, err := f.conn.Exec(ctx, q); err != nil {
-				t.Fatal(err)
-			}
+		m := Marker{Kind: KindTemplate, Set: strings.Repeat("0", 64), Created: time.Now().Add(time.Duration(i) * time.Hour).UTC().Truncate(time.Second)}
+		if _, err := f.srv.mark(ctx, name, m); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" IS_TEMPLATE true"); err != nil {
+			t.Fatal(err)
 		}
 	}
 	sw := Sweep{DatabasePrefix: dbPrefix, TemplatePrefix: tplPrefix, Current: tpls[3],
@@ -70,7 +75,7 @@ func TestSweepRemovesOldDatabases(t *testing.T) {
 	if err := f.srv.SweepTestDatabases(ctx, sw); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{old: false, busy: true, young: true, foreign: true,
+	want := map[string]bool{old: false, busy: true, young: true, unmarked: true, copied: true,
 		tpls[0]: false, tpls[1]: true, tpls[2]: true, tpls[3]: true}
 	for name, keep := range want {
 		if got, err := f.srv.Exists(ctx, name); err != nil || got != keep {

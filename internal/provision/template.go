@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,16 +17,18 @@ import (
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
+// LockFunc returns the lock that serialises runners working on the named
+// database (the template, or a database made from it). Locks on different
+// names must not wait for each other; a lock must be reentrant on its
+// session (advisory locks are).
+type LockFunc func(database string) migrate.Locker
+
 // Target is what a run manages on a server: a template built from a
 // migration set, and the databases cloned from it.
 type Target struct {
 	Template string       // "savvi_studio_template"
 	Set      *migrate.Set // the migrations the template is built from
-	// Lock serialises runners; it is held on the maintenance connection
-	// around every change and must be reentrant on that session (an
-	// advisory lock is).
-	Lock    migrate.Locker
-	Version string // dbinit's version, recorded in history rows and the marker, "v1.2.0"
+	Lock     LockFunc     // taken on the template, and on each database made from it, around every change
 	// Owner of the databases created from the template; "" = the
 	// connecting user.
 	Owner string
@@ -37,6 +38,10 @@ type Target struct {
 	// AllowOutOfOrder applies, when catching a database up, a new file
 	// below the highest applied version.
 	AllowOutOfOrder bool
+	// Rebuild replaces a template whose files disagree with the folder (an
+	// applied file edited or removed). Without it that is a
+	// *TemplateDriftError; a folder that only adds files is always built.
+	Rebuild bool
 }
 
 // TemplateOutcome says what EnsureTemplate did.
@@ -47,54 +52,52 @@ type TemplateOutcome struct {
 	Duration time.Duration
 }
 
-// templateInfo is what the server says about a template name.
-type templateInfo struct {
-	exists, isTemplate bool
-	comment            string
-}
-
-func (s *Server) inspect(ctx context.Context, name string) (templateInfo, error) {
-	var ti templateInfo
-	err := s.conn.QueryRow(ctx, `
-SELECT datistemplate, coalesce(shobj_description(oid, 'pg_database'), '')
-FROM pg_database WHERE datname = $1`, name).Scan(&ti.isTemplate, &ti.comment)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return ti, nil
+// templateMarker reads a template's marker: one dbinit wrote for this
+// database, or the comment of a dbinit that did not mark OIDs yet, which
+// counts only on a database marked IS_TEMPLATE under the template's own
+// name (so an upgraded dbinit can replace the template an older one built).
+func (d dbInfo) templateMarker() (Marker, bool) {
+	if m, ok := d.marker(); ok {
+		return m, m.Kind == KindTemplate
 	}
-	if err != nil {
-		return ti, fmt.Errorf("inspect %s: %w", name, err)
-	}
-	ti.exists = true
-	return ti, nil
+	m, ok := ParseMarker(d.Comment)
+	return m, ok && m.Kind == KindTemplate && m.OID == 0 && d.IsTemplate
 }
 
 // complete reports whether the template is finished and built from hash.
-func (ti templateInfo) complete(hash string) bool {
-	m, ok := ParseMarker(ti.comment)
-	return ti.exists && ti.isTemplate && ok && m.Set == hash
+func (d dbInfo) complete(hash string) bool {
+	m, ok := d.templateMarker()
+	return ok && d.IsTemplate && m.Set == hash
 }
 
 // EnsureTemplate reuses t.Template when it is complete and built from
-// t.Set, and builds it otherwise. Reuse takes no lock.
+// t.Set, and builds it otherwise. Reuse takes no lock. A template built from
+// files the folder no longer has as they were is a *TemplateDriftError
+// unless t.Rebuild is set.
 func (s *Server) EnsureTemplate(ctx context.Context, t Target) (*TemplateOutcome, error) {
 	start := time.Now()
 	out := &TemplateOutcome{Name: t.Template}
+	if err := s.Reserved(t.Template); err != nil {
+		return nil, err
+	}
 	hash := t.Set.Hash()
-	ti, err := s.inspect(ctx, t.Template)
+	d, exists, err := s.info(ctx, t.Template)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkOurs(t.Template, ti); err != nil {
-		return nil, err
+	if exists {
+		if err := s.checkTemplate(d); err != nil {
+			return nil, err
+		}
 	}
-	if ti.complete(hash) {
+	if exists && d.complete(hash) {
 		leftovers, err := s.leftovers(ctx, t.Template)
 		if err != nil || len(leftovers) == 0 {
 			out.Duration = time.Since(start)
 			return out, err
 		}
 	}
-	unlock, err := t.Lock.Lock(ctx)
+	unlock, err := t.Lock(t.Template).Lock(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -103,49 +106,106 @@ func (s *Server) EnsureTemplate(ctx context.Context, t Target) (*TemplateOutcome
 	// from a runner that died.
 	s.dropLeftovers(ctx, t.Template)
 	// Another runner may have built it while we waited for the lock.
-	if ti, err = s.inspect(ctx, t.Template); err != nil {
+	if d, exists, err = s.info(ctx, t.Template); err != nil {
 		return nil, err
 	}
-	if err := s.checkOurs(t.Template, ti); err != nil {
-		return nil, err
+	if exists {
+		if err := s.checkTemplate(d); err != nil {
+			return nil, err
+		}
+		if d.complete(hash) {
+			out.Duration = time.Since(start)
+			return out, nil
+		}
+		if !t.Rebuild && !s.extends(d, t.Set) {
+			return nil, s.templateDrift(ctx, t, d)
+		}
 	}
-	if ti.complete(hash) {
-		out.Duration = time.Since(start)
-		return out, nil
-	}
-	res, err := s.build(ctx, t, hash, ti)
+	res, err := s.build(ctx, t, hash, exists)
 	out.Built, out.Result, out.Duration = true, res, time.Since(start)
 	return out, err
 }
 
-// reserved reports whether name is a database PostgreSQL or dbinit needs
-// for itself.
-func (s *Server) reserved(name string) bool {
-	return name == "template0" || name == "template1" || name == "postgres" || name == s.conn.Config().Database
-}
-
-// checkOurs refuses to build over a database dbinit did not make: a wrong
-// DBINIT_TEMPLATE must never replace (and so drop) somebody's data.
-func (s *Server) checkOurs(name string, ti templateInfo) error {
-	switch {
-	case s.reserved(name):
-		return &RefusedError{Database: name, Reason: "is a database PostgreSQL or dbinit needs for itself", Hint: "choose another DBINIT_TEMPLATE"}
-	case ti.exists && !strings.HasPrefix(ti.comment, markerPrefix):
-		return &RefusedError{Database: name, Reason: fmt.Sprintf("exists and was not made by dbinit (its comment does not start with %q)", markerPrefix),
-			Hint: "dbinit will not replace it: choose another DBINIT_TEMPLATE, or drop it yourself"}
+// checkTemplate refuses to replace a database that is not a template dbinit
+// made: a wrong DBINIT_TEMPLATE must never drop somebody's data.
+func (s *Server) checkTemplate(d dbInfo) error {
+	if _, ok := d.templateMarker(); ok {
+		return nil
 	}
-	return nil
+	why := "has no dbinit marker (dbinit did not make it)"
+	if m, ok := ParseMarker(d.Comment); ok {
+		switch {
+		case m.OID != 0 && m.OID != d.OID:
+			why = "has a dbinit comment that names another database's OID (a copy of a template, or a comment written by hand)"
+		default:
+			why = fmt.Sprintf("was made by dbinit as a %s database, not as a template", m.Kind)
+		}
+	}
+	return &RefusedError{Database: d.Name, Reason: "exists and " + why,
+		Hint: "dbinit will not replace it: choose another DBINIT_TEMPLATE, or drop it yourself"}
 }
 
-// Build databases are named <template>_build_<8 hex> and a replaced
-// template <template>_old_<8 hex> until it is dropped.
+// extends reports whether set holds the template's files unchanged and
+// only adds files after them: the template's set hash equals the set's
+// hash up to the template's highest version.
+func (s *Server) extends(d dbInfo, set *migrate.Set) bool {
+	m, ok := d.templateMarker()
+	return ok && m.Latest <= set.Latest() && set.HashUpTo(m.Latest) == m.Set
+}
+
+// templateDrift names the files that differ between the template and the
+// folder: it reads the history of a scratch copy of the template (a
+// template cannot be connected to), then drops the copy.
+func (s *Server) templateDrift(ctx context.Context, t Target, d dbInfo) error {
+	generic := &TemplateDriftError{Template: t.Template, Drift: &migrate.DriftError{Dir: t.Set.Dir, Changed: []migrate.DriftItem{{
+		File: "a file at or below the template's highest version", Msg: "changed, was renamed or removed, or a new file was numbered below it"}}}}
+	check := tempName(t.Template, "check")
+	if err := s.Clone(ctx, t.Template, check, CloneOptions{}); err != nil {
+		s.log.Warn("could not copy the template to name the files that differ", "error", err)
+		return generic
+	}
+	defer func() {
+		if err := s.Drop(context.WithoutCancel(ctx), check); err != nil {
+			s.log.Warn("could not drop the scratch copy of the template; the next run will", "database", check, "error", err)
+		}
+	}()
+	m, err := s.mark(ctx, check, Marker{Kind: KindCheck})
+	if err != nil {
+		return err
+	}
+	conn, err := s.connect(ctx, check)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", check, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := writeOrigin(ctx, conn, m); err != nil {
+		return fmt.Errorf("mark %s: %w", check, err)
+	}
+	applied, err := migrate.ReadHistory(ctx, conn)
+	if err != nil {
+		return err
+	}
+	_, err = migrate.PlanUp(t.Set, applied, migrate.UpOptions{})
+	var drift *migrate.DriftError
+	if errors.As(err, &drift) {
+		return &TemplateDriftError{Template: t.Template, Drift: drift}
+	}
+	if err != nil {
+		return err
+	}
+	return generic
+}
+
+// Build databases are named <template>_build_<8 hex>, a replaced template
+// <template>_old_<8 hex> until it is dropped, and a scratch copy of the
+// template <template>_check_<8 hex>.
 func leftoverRE(name string) *regexp.Regexp {
-	return regexp.MustCompile(`^` + regexp.QuoteMeta(tempPrefix(name)) + `_(build|old)_[0-9a-f]{8}$`)
+	return regexp.MustCompile(`^` + regexp.QuoteMeta(tempPrefix(name)) + `_(build|old|check)_[0-9a-f]{8}$`)
 }
 
 // tempPrefix keeps temporary names within 63 bytes.
 func tempPrefix(name string) string {
-	const room = 63 - len("_build_") - 8
+	const room = 63 - len("_check_") - 8
 	if len(name) > room {
 		name = name[:room]
 		// Do not cut a UTF-8 sequence in half.
@@ -165,80 +225,115 @@ func tempName(name, kind string) string {
 	return tempPrefix(name) + "_" + kind + "_" + hex.EncodeToString(b[:])
 }
 
-func (s *Server) leftovers(ctx context.Context, name string) ([]string, error) {
-	rows, err := s.conn.Query(ctx, `SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, tempPrefix(name)+"_")
+// leftovers lists the temporary databases of builds of template name that
+// dbinit made (by their marker, not their name).
+func (s *Server) leftovers(ctx context.Context, name string) ([]dbInfo, error) {
+	rows, err := s.conn.Query(ctx, `
+SELECT datname, oid, datistemplate, datallowconn, coalesce(shobj_description(oid, 'pg_database'), '')
+FROM pg_database WHERE starts_with(datname, $1)`, tempPrefix(name)+"_")
 	if err != nil {
 		return nil, fmt.Errorf("list leftover builds: %w", err)
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (dbInfo, error) {
+		var d dbInfo
+		err := r.Scan(&d.Name, &d.OID, &d.IsTemplate, &d.AllowConn, &d.Comment)
+		return d, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list leftover builds: %w", err)
 	}
 	re := leftoverRE(name)
-	var out []string
-	for _, n := range names {
-		if re.MatchString(n) {
-			out = append(out, n)
+	var out []dbInfo
+	for _, d := range all {
+		if !re.MatchString(d.Name) {
+			continue
 		}
+		// The cheap check first: without a marker for its own OID it is
+		// somebody else's, whatever its name.
+		if _, ok := d.marker(); !ok {
+			s.warnForeign(d.Name, "it has no dbinit marker for its own OID")
+			continue
+		}
+		out = append(out, d)
 	}
 	return out, nil
 }
 
+// warnForeign says, once per database and run, that a database named like
+// one of dbinit's is left alone.
+func (s *Server) warnForeign(name, why string) {
+	if s.warned == nil {
+		s.warned = map[string]bool{}
+	}
+	if !s.warned[name] {
+		s.warned[name] = true
+		s.log.Warn("a database named like one dbinit makes is not dbinit's; leaving it alone", "database", name, "reason", why)
+	}
+}
+
 // dropLeftovers removes build databases of runners that died. One with a
-// session is in use (a runner locking on another maintenance database, which
-// dbinit's lock cannot see) and is left alone; one that cannot be dropped is
-// reported and does not stop the run.
+// session is in use (a runner locking elsewhere) and is left alone; one that
+// cannot be dropped is reported and does not stop the run.
 func (s *Server) dropLeftovers(ctx context.Context, name string) {
 	left, err := s.leftovers(ctx, name)
 	if err != nil {
 		s.log.Warn("could not list leftover builds", "error", err)
 		return
 	}
-	for _, db := range left {
-		n, err := s.sessions(ctx, db)
-		if err != nil || n > 0 {
-			s.log.Warn("leaving a build database that is in use", "database", db, "sessions", n)
+	for _, d := range left {
+		if n, err := s.sessions(ctx, d.Name); err != nil || n > 0 {
+			s.log.Warn("leaving a build database that is in use", "database", d.Name, "sessions", n)
 			continue
 		}
-		s.log.Info("dropping leftover of an interrupted build", "database", db)
-		if err := s.Drop(ctx, db); err != nil {
-			s.log.Warn("could not drop a leftover build", "database", db, "error", err)
+		ok, why, err := s.ours(ctx, d, KindBuild, KindTemplate, KindCheck)
+		if err != nil || !ok {
+			if err != nil {
+				why = err.Error()
+			}
+			s.warnForeign(d.Name, why)
+			continue
+		}
+		s.log.Info("dropping leftover of an interrupted build", "database", d.Name)
+		if err := s.Drop(ctx, d.Name); err != nil {
+			s.log.Warn("could not drop a leftover build", "database", d.Name, "error", err)
 		}
 	}
 }
 
-// build applies the whole set to a fresh database and swaps it in.
-func (s *Server) build(ctx context.Context, t Target, hash string, old templateInfo) (*migrate.Result, error) {
+// build applies the whole set to a fresh, marked database and swaps it in.
+func (s *Server) build(ctx context.Context, t Target, hash string, replace bool) (*migrate.Result, error) {
 	buildName := tempName(t.Template, "build")
 	s.log.Info("building template", "template", t.Template, "build_database", buildName, "files", len(t.Set.Migrations))
 	if err := s.Create(ctx, buildName, ""); err != nil {
 		return nil, fmt.Errorf("create build database: %w", err)
 	}
-	res, err := s.migrateBuild(ctx, t, buildName)
-	if err == nil {
-		m := Marker{Set: hash, Files: len(t.Set.Migrations), Latest: t.Set.Latest(), Built: time.Now().UTC().Truncate(time.Second), Version: t.Version}
-		err = s.swap(ctx, t.Template, buildName, m, old)
-	}
+	res, err := s.buildIn(ctx, t, buildName, hash, replace)
 	if err != nil {
 		// A failed build is simply dropped; the old template stays as it was.
 		if derr := s.Drop(context.WithoutCancel(ctx), buildName); derr != nil {
 			s.log.Error("could not drop the failed build; the next run will", "database", buildName, "error", derr)
 		}
-		return res, err
 	}
-	return res, nil
+	return res, err
 }
 
-func (s *Server) migrateBuild(ctx context.Context, t Target, buildName string) (*migrate.Result, error) {
+func (s *Server) buildIn(ctx context.Context, t Target, buildName, hash string, replace bool) (*migrate.Result, error) {
+	m, err := s.mark(ctx, buildName, Marker{Kind: KindBuild})
+	if err != nil {
+		return nil, err
+	}
 	conn, err := s.connect(ctx, buildName)
 	if err != nil {
 		return nil, fmt.Errorf("connect to build database %s: %w", buildName, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	m, err := migrate.New(t.Set, migrate.Options{
+	if err := writeOrigin(ctx, conn, m); err != nil {
+		return nil, fmt.Errorf("mark build database %s: %w", buildName, err)
+	}
+	mig, err := migrate.New(t.Set, migrate.Options{
 		Logger:  s.log,
 		Locker:  noLock{}, // the build database is private, and we hold the lock
-		Version: t.Version,
+		Version: s.version,
 	})
 	if err != nil {
 		return nil, err
@@ -246,15 +341,22 @@ func (s *Server) migrateBuild(ctx context.Context, t Target, buildName string) (
 	// One commit per file, as in `up`: a file may need the one before it
 	// committed (ALTER TYPE ... ADD VALUE, pending trigger events), and
 	// asynchronous commit makes the extra commits cheap.
-	return m.Up(ctx, conn, migrate.UpOptions{})
+	res, err := mig.Up(ctx, conn, migrate.UpOptions{})
+	if err != nil {
+		return res, err
+	}
+	conn.Close(context.WithoutCancel(ctx)) // the swap renames it: no session may stay
+	tm := Marker{Kind: KindTemplate, OID: m.OID, ID: m.ID, Set: hash, Files: len(t.Set.Migrations), Latest: t.Set.Latest(),
+		Created: time.Now().UTC().Truncate(time.Second), Version: s.version}
+	return res, s.swap(ctx, t.Template, buildName, tm, replace)
 }
 
 // swap puts the build in place of the old template in one transaction:
 // rename the old template away, rename the build to the template's name, and
 // mark it complete. Then the old one is dropped.
-func (s *Server) swap(ctx context.Context, name, buildName string, m Marker, old templateInfo) error {
+func (s *Server) swap(ctx context.Context, name, buildName string, m Marker, replace bool) error {
 	var trash string
-	if old.exists {
+	if replace {
 		trash = tempName(name, "old")
 		// Renaming needs the database to have no sessions. Close the door,
 		// then end whoever is still inside (a connection held open to the
@@ -269,12 +371,12 @@ func (s *Server) swap(ctx context.Context, name, buildName string, m Marker, old
 	// 55006: a session still starting up on the old template, which
 	// pg_stat_activity did not show yet. End it and try again.
 	err := retry.Do(ctx, retry.Policy{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Attempts: 5}, func(ctx context.Context, a retry.Attempt) error {
-		if a.N > 1 && old.exists {
+		if a.N > 1 && replace {
 			if err := s.terminate(ctx, name); err != nil {
 				return err
 			}
 		}
-		err := s.swapOnce(ctx, name, buildName, trash, m.Comment(), old.exists)
+		err := s.swapOnce(ctx, name, buildName, trash, m.Comment(), replace)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
 			return retry.Again(err)

@@ -151,9 +151,29 @@ func TestInterruptedBuildLeavesNothing(t *testing.T) {
 	}
 }
 
+// leftover makes a database as a build that died would leave it: created,
+// marked as a build, with dbinit.origin inside.
+func (f *fixture) leftover(name, kind string) {
+	f.t.Helper()
+	ctx := ctxFor(f.t)
+	if err := f.srv.Create(ctx, name, ""); err != nil {
+		f.t.Fatal(err)
+	}
+	m, err := f.srv.mark(ctx, name, Marker{Kind: kind})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	conn := f.db(name)
+	defer conn.Close(ctx)
+	if err := writeOrigin(ctx, conn, m); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 // TestLeftoversRemoved: a build database left by a killed runner is removed
 // by the next run, even one that has nothing else to do; one with a
-// session is left alone.
+// session is left alone; one named like a leftover without dbinit's marker
+// (a backup, a copy) is never touched.
 func TestLeftoversRemoved(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -162,8 +182,11 @@ func TestLeftoversRemoved(t *testing.T) {
 	if _, err := f.srv.EnsureTemplate(ctx, target); err != nil {
 		t.Fatal(err)
 	}
-	dead, busy := f.template+"_build_0badc0de", f.template+"_old_0badbeef"
-	for _, n := range []string{dead, busy} {
+	dead, busy := f.template+"_build_0badc0de", f.template+"_build_0badbeef"
+	f.leftover(dead, KindBuild)
+	f.leftover(busy, KindBuild)
+	lookalike, backup := f.template+"_old_12345678", f.template+"_old_20240131"
+	for _, n := range []string{lookalike, backup} {
 		if err := f.srv.Create(ctx, n, ""); err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +198,7 @@ func TestLeftoversRemoved(t *testing.T) {
 	if !strings.Contains(f.log.String(), "dropping leftover of an interrupted build") {
 		t.Fatalf("leftover not reported:\n%s", f.log)
 	}
-	for name, want := range map[string]bool{dead: false, busy: true} {
+	for name, want := range map[string]bool{dead: false, busy: true, lookalike: true, backup: true} {
 		if got, err := f.srv.Exists(ctx, name); err != nil || got != want {
 			t.Errorf("%s exists = %v (%v), want %v", name, got, err, want)
 		}
@@ -197,7 +220,7 @@ func TestTemplateNameOfSomebodyElsesDatabase(t *testing.T) {
 	}
 	_, err := f.srv.EnsureTemplate(ctx, f.target(twoFiles))
 	var refused *RefusedError
-	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "was not made by dbinit") {
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "has no dbinit marker") {
 		t.Fatalf("err = %v, want a RefusedError", err)
 	}
 	if n := query[int64](t, f.db(f.template), `SELECT count(*) FROM customers`); n != 1 {
@@ -257,12 +280,25 @@ func TestTenRunnersBuildOnce(t *testing.T) {
 
 func TestMarkerRoundTrip(t *testing.T) {
 	t.Parallel()
-	m := Marker{Set: strings.Repeat("ab", 32), Files: 7, Latest: 12, Built: time.Date(2026, 11, 29, 5, 9, 45, 0, time.UTC), Version: "v1.2.0"}
-	got, ok := ParseMarker(m.Comment())
-	if !ok || got != m {
-		t.Fatalf("ParseMarker(%q) = %+v, %v", m.Comment(), got, ok)
+	at := time.Date(2026, 11, 29, 5, 9, 45, 0, time.UTC)
+	for _, m := range []Marker{
+		{Kind: KindTemplate, Set: strings.Repeat("ab", 32), Files: 7, Latest: 12, Created: at, Version: "v1.2.0", OID: 16384, ID: strings.Repeat("0f", 16)},
+		{Kind: KindWorking, Created: at, Version: "dev", OID: 4294967295, ID: strings.Repeat("1e", 16)},
+		{Kind: KindTest, Created: at, Version: "dbtest", OID: 1, ID: strings.Repeat("2d", 16)},
+	} {
+		got, ok := ParseMarker(m.Comment())
+		if !ok || got != m {
+			t.Errorf("ParseMarker(%q) = %+v, %v", m.Comment(), got, ok)
+		}
 	}
-	for _, c := range []string{"", "dbinit template", "dbinit template; set=xyz; files=1; latest=1; built=now by dbinit v1", "a backup of the shop"} {
+	// The comment a dbinit that did not mark OIDs wrote on its templates.
+	legacy := "dbinit template; set=" + strings.Repeat("ab", 32) + "; files=7; latest=7; built=2026-01-02T03:04:05Z by dbinit v0.1.0"
+	if m, ok := ParseMarker(legacy); !ok || m.OID != 0 || m.Kind != KindTemplate || m.Files != 7 {
+		t.Errorf("legacy marker = %+v, %v", m, ok)
+	}
+	for _, c := range []string{"", "dbinit template", "dbinit template; set=xyz; files=1; latest=1; built=now by dbinit v1",
+		"a backup of the shop", "dbinit working; created=2026-01-02T03:04:05Z by dbinit v1; oid=12; id=short",
+		"dbinit bogus; created=2026-01-02T03:04:05Z by dbinit v1; oid=12; id=" + strings.Repeat("0", 32)} {
 		if _, ok := ParseMarker(c); ok {
 			t.Errorf("ParseMarker(%q) accepted", c)
 		}

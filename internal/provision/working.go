@@ -2,7 +2,12 @@ package provision
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/savvi-studio/dbinit/migrate"
 )
@@ -26,41 +31,88 @@ type InitOutcome struct {
 
 // Init is `dbinit init`: build or reuse the template, then bring the
 // working database to the template's state: clone it when it does not
-// exist, apply what is pending when it does. It is dropped and cloned again
-// only when reset is true.
+// exist, apply what is pending when it does. Before anything is built, an
+// existing working database is checked: it must be dbinit's to migrate
+// (history, or empty) and its history must agree with the folder. It is
+// dropped and cloned again only when reset is true, and only when dbinit
+// made it.
 func (s *Server) Init(ctx context.Context, t Target, database string, reset bool) (*InitOutcome, error) {
 	out := &InitOutcome{Database: database, State: StateUnchanged}
+	if err := s.checkWorkingName(t, database); err != nil {
+		return out, err
+	}
+	d, exists, err := s.info(ctx, database)
+	if err != nil {
+		return out, err
+	}
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	switch {
+	case exists && reset:
+		if ok, why, err := s.ours(ctx, d, KindWorking, KindClone); err != nil {
+			return out, err
+		} else if !ok {
+			return out, &RefusedError{Database: database, Reason: "would be dropped for DBINIT_RESET, but " + why,
+				Hint: "dbinit drops only databases it made; drop it yourself if you mean it, or unset DBINIT_RESET"}
+		}
+		t.Rebuild = true // everything is made anew from the folder
+	case exists:
+		// Drift and a foreign database stop the run before the template is
+		// touched.
+		if conn, err = s.connect(ctx, database); err != nil {
+			return out, err
+		}
+		if err := s.CheckAdoptable(ctx, conn); err != nil {
+			return out, err
+		}
+		applied, err := migrate.ReadHistory(ctx, conn)
+		if err != nil {
+			return out, err
+		}
+		if _, err := migrate.PlanUp(t.Set, applied, migrate.UpOptions{AllowOutOfOrder: t.AllowOutOfOrder}); err != nil {
+			return out, err
+		}
+	}
 	tmpl, err := s.EnsureTemplate(ctx, t)
 	out.Template = tmpl
 	if err != nil {
 		return out, err
 	}
-	exists, err := s.Exists(ctx, database)
-	if err != nil {
-		return out, err
-	}
+	var origin *Marker
 	if !exists || reset {
 		if reset && exists {
 			s.log.Warn("DBINIT_RESET=true: DROPPING the working database and every row in it, then cloning it again from the template",
 				"database", database)
 		}
 		t0 := time.Now()
-		created, err := s.cloneLocked(ctx, t, database, reset)
+		m, created, err := s.cloneLocked(ctx, t, database, reset, KindWorking)
 		if err != nil {
 			return out, err
 		}
 		out.CloneDuration = time.Since(t0)
 		switch {
 		case created && reset:
-			out.State = StateReset
+			out.State, origin = StateReset, &m
 		case created:
-			out.State = StateCreated
+			out.State, origin = StateCreated, &m
 		}
 	}
 	// Also after a clone: another runner with other files (an older image)
 	// may have rebuilt the template between our build and our clone. Up
 	// takes no lock when nothing is pending, which is the normal case.
-	applied, err := s.catchUp(ctx, t, database)
+	if origin != nil || conn == nil {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+		if conn, err = s.connect(ctx, database); err != nil {
+			return out, err
+		}
+	}
+	applied, err := s.catchUp(ctx, t, conn, database, origin)
 	if err != nil {
 		return out, err
 	}
@@ -71,15 +123,21 @@ func (s *Server) Init(ctx context.Context, t Target, database string, reset bool
 	return out, nil
 }
 
-// CloneTemplate is `dbinit clone`: it creates database name from the
-// template, building the template first when it is stale. An existing name
-// is an *ExistsError unless replace is set, which drops it first.
-func (s *Server) CloneTemplate(ctx context.Context, t Target, name string, replace bool) error {
+// checkWorkingName refuses names dbinit must never migrate or replace.
+func (s *Server) checkWorkingName(t Target, name string) error {
 	if name == t.Template {
-		return &RefusedError{Database: name, Reason: "is the template itself", Hint: "give the clone another name"}
+		return &RefusedError{Database: name, Reason: "is the template itself", Hint: "the working database and every clone need a name of their own"}
 	}
-	if s.reserved(name) {
-		return &RefusedError{Database: name, Reason: "is a database PostgreSQL or dbinit needs for itself", Hint: "give the clone another name"}
+	return s.Reserved(name)
+}
+
+// CloneTemplate is `dbinit clone`: it creates database name from the
+// template, building the template first when the folder added files. An
+// existing name is an *ExistsError unless replace is set, which drops it
+// first, and only if dbinit made it.
+func (s *Server) CloneTemplate(ctx context.Context, t Target, name string, replace bool) error {
+	if err := s.checkWorkingName(t, name); err != nil {
+		return err
 	}
 	// A clone of a stale template would be wrong; building is a no-op when
 	// the template is current.
@@ -93,7 +151,7 @@ func (s *Server) CloneTemplate(ctx context.Context, t Target, name string, repla
 	if exists && !replace {
 		return &ExistsError{Database: name, Hint: "add --replace to drop and re-create it"}
 	}
-	created, err := s.cloneLocked(ctx, t, name, replace)
+	m, created, err := s.cloneLocked(ctx, t, name, replace, KindClone)
 	if err != nil {
 		return err
 	}
@@ -102,18 +160,27 @@ func (s *Server) CloneTemplate(ctx context.Context, t Target, name string, repla
 	}
 	// The template may have been rebuilt from other files between the build
 	// and the clone; catch up, normally a no-op.
-	_, err = s.catchUp(ctx, t, name)
+	conn, err := s.connect(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = s.catchUp(ctx, t, conn, name, &m)
 	return err
 }
 
-// CreateIfMissing creates database name, empty, when it does not exist,
-// under the lock; `dbinit up` uses it. It reports whether it created it.
+// CreateIfMissing creates database name, empty and marked as dbinit's,
+// when it does not exist, under its lock; `dbinit up` uses it. It reports
+// whether it created it.
 func (s *Server) CreateIfMissing(ctx context.Context, t Target, name string) (bool, error) {
+	if err := s.checkWorkingName(t, name); err != nil {
+		return false, err
+	}
 	exists, err := s.Exists(ctx, name)
 	if err != nil || exists {
 		return false, err
 	}
-	unlock, err := t.Lock.Lock(ctx)
+	unlock, err := t.Lock(name).Lock(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -124,51 +191,154 @@ func (s *Server) CreateIfMissing(ctx context.Context, t Target, name string) (bo
 	if err := s.Create(ctx, name, t.Owner); err != nil {
 		return false, err
 	}
+	if err := s.markNew(ctx, name, KindWorking); err != nil {
+		return false, err
+	}
 	s.log.Info("created empty database", "database", name)
 	return true, nil
 }
 
-// cloneLocked clones under the lock, so that two runners do not both try
-// and a drop (replace) never ends another runner's session mid-migration.
-// It reports false when the database already existed and replace is off.
-func (s *Server) cloneLocked(ctx context.Context, t Target, name string, replace bool) (bool, error) {
-	unlock, err := t.Lock.Lock(ctx)
+// markNew marks a database dbinit just created: the comment, then the row
+// inside. A database that cannot be marked is dropped again, so nothing
+// unmarked is left that dbinit made.
+func (s *Server) markNew(ctx context.Context, name, kind string) error {
+	err := func() error {
+		m, err := s.mark(ctx, name, Marker{Kind: kind})
+		if err != nil {
+			return err
+		}
+		conn, err := s.connect(ctx, name)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		return writeOrigin(ctx, conn, m)
+	}()
 	if err != nil {
-		return false, err
+		if derr := s.Drop(context.WithoutCancel(ctx), name); derr != nil {
+			s.log.Error("could not drop a database dbinit could not mark", "database", name, "error", derr)
+		}
+		return fmt.Errorf("mark %s as dbinit's: %w", name, err)
+	}
+	return nil
+}
+
+// cloneLocked clones under the template's lock (so it does not change
+// meanwhile) and the database's own (so two runners do not both clone,
+// and a drop never ends another runner's migration). It reports false when
+// the database already existed and replace is off. replace drops an
+// existing database only when dbinit made it, as a working database or a
+// clone. The clone is marked as kind.
+func (s *Server) cloneLocked(ctx context.Context, t Target, name string, replace bool, kind string) (Marker, bool, error) {
+	unlockT, err := t.Lock(t.Template).Lock(ctx)
+	if err != nil {
+		return Marker{}, false, err
+	}
+	defer func() { _ = unlockT(context.WithoutCancel(ctx)) }()
+	unlock, err := t.Lock(name).Lock(ctx)
+	if err != nil {
+		return Marker{}, false, err
 	}
 	defer func() { _ = unlock(context.WithoutCancel(ctx)) }()
-	exists, err := s.Exists(ctx, name)
+	d, exists, err := s.info(ctx, name)
 	if err != nil {
-		return false, err
+		return Marker{}, false, err
 	}
 	if exists && !replace {
-		return false, nil
+		return Marker{}, false, nil
 	}
 	if exists {
+		ok, why, err := s.ours(ctx, d, KindWorking, KindClone)
+		if err != nil {
+			return Marker{}, false, err
+		}
+		if !ok {
+			return Marker{}, false, &RefusedError{Database: name, Reason: "would be replaced, but " + why,
+				Hint: "dbinit drops only databases it made; drop it yourself if you mean it"}
+		}
 		if err := s.Drop(ctx, name); err != nil {
-			return false, err
+			return Marker{}, false, err
 		}
 		s.log.Warn("dropped database to clone it again", "database", name)
 	}
 	t0 := time.Now()
 	if err := s.Clone(ctx, t.Template, name, CloneOptions{Owner: t.Owner, Strategy: t.Strategy}); err != nil {
-		return false, err
+		return Marker{}, false, err
+	}
+	m, err := s.mark(ctx, name, Marker{Kind: kind})
+	if err != nil {
+		if derr := s.Drop(context.WithoutCancel(ctx), name); derr != nil {
+			s.log.Error("could not drop a clone dbinit could not mark", "database", name, "error", derr)
+		}
+		return Marker{}, false, err
 	}
 	s.log.Info("cloned database from template", "database", name, "template", t.Template, "duration_ms", time.Since(t0).Milliseconds())
-	return true, nil
+	return m, true, nil
 }
 
-// catchUp applies what is pending to database name.
-func (s *Server) catchUp(ctx context.Context, t Target, name string) (int, error) {
-	conn, err := s.connect(ctx, name)
-	if err != nil {
-		return 0, err
+// catchUp applies what is pending to the database conn is connected to.
+// origin, when set, is the marker of a database just cloned: its row
+// replaces the one the clone inherited from the template.
+func (s *Server) catchUp(ctx context.Context, t Target, conn *pgx.Conn, name string, origin *Marker) (int, error) {
+	if origin != nil {
+		if err := writeOrigin(ctx, conn, *origin); err != nil {
+			return 0, fmt.Errorf("mark %s as dbinit's: %w", name, err)
+		}
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	m, err := migrate.New(t.Set, migrate.Options{Logger: s.log, Locker: t.Lock, Version: t.Version})
+	m, err := migrate.New(t.Set, migrate.Options{Logger: s.log, Locker: t.Lock(name), Version: s.version})
 	if err != nil {
 		return 0, err
 	}
 	res, err := m.Up(ctx, conn, migrate.UpOptions{AllowOutOfOrder: t.AllowOutOfOrder})
 	return len(res.FilesExecuted), err
+}
+
+// userObjects says whether a database holds anything of its users: a
+// relation, routine, type or schema outside the system schemas and dbinit's
+// own, not installed by an extension (template1 may carry extensions, and
+// every new database has them).
+const userObjects = `
+WITH user_ns AS (
+    SELECT oid, nspname FROM pg_namespace
+    WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'dbinit')
+      AND nspname !~ '^pg_(toast|temp_|toast_temp_)'
+), ext AS (
+    SELECT classid, objid FROM pg_depend WHERE deptype = 'e'
+)
+SELECT
+    EXISTS (SELECT 1 FROM pg_class c JOIN user_ns n ON n.oid = c.relnamespace
+            WHERE NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_class'::regclass AND objid = c.oid))
+ OR EXISTS (SELECT 1 FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace
+            WHERE NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_proc'::regclass AND objid = p.oid))
+ OR EXISTS (SELECT 1 FROM pg_type ty JOIN user_ns n ON n.oid = ty.typnamespace
+            WHERE ty.typtype IN ('e', 'd', 'r', 'm')
+              AND NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_type'::regclass AND objid = ty.oid))
+ OR EXISTS (SELECT 1 FROM user_ns n WHERE n.nspname <> 'public'
+            AND NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_namespace'::regclass AND objid = n.oid))`
+
+// CheckAdoptable refuses a database that holds objects but no dbinit
+// history, as Flyway refuses a non-empty schema: applying every migration
+// to somebody else's database would fail half-way or, worse, succeed. An
+// empty database, or one with a history, is fine. conn is connected to it.
+func (s *Server) CheckAdoptable(ctx context.Context, conn *pgx.Conn) error {
+	var hasHistory bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('dbinit.schema_migrations') IS NOT NULL`).Scan(&hasHistory); err != nil {
+		return fmt.Errorf("read history of %s: %w", conn.Config().Database, err)
+	}
+	if hasHistory {
+		return nil
+	}
+	var nonEmpty bool
+	if err := conn.QueryRow(ctx, userObjects).Scan(&nonEmpty); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return fmt.Errorf("look into %s: %w", conn.Config().Database, err)
+		}
+		return err
+	}
+	if nonEmpty {
+		return &RefusedError{Database: conn.Config().Database, Reason: "is not empty and has no dbinit history, so dbinit does not know which migrations it already has",
+			Hint: "adopt it with `dbinit baseline --version N` (N: the last file whose changes it already has), or choose another database"}
+	}
+	return nil
 }
