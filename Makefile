@@ -10,7 +10,7 @@ PKGS := ./... ./docker/... ./dbtest/dbtestcontainers/...
 PG_MAJOR ?= 17
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-.PHONY: help build test test-short short-needs-no-server bench fuzz vet clean image postgres-image postgres-dbinit-image up down
+.PHONY: help build test test-short short-needs-no-server reliability bench fuzz vet clean image postgres-image postgres-dbinit-image up down
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -20,6 +20,8 @@ build: ## build the static binary bin/dbinit
 
 test: vet short-needs-no-server ## every test, with the race detector, against real PostgreSQL servers and containers it starts
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	bash docker/test-on.sh 17
+	bash docker/test-on.sh 18
 
 test-short: ## the tests that need no server or Docker (go test -short)
 	$(GO) test -short -count=1 $(PKGS)
@@ -28,6 +30,12 @@ test-short: ## the tests that need no server or Docker (go test -short)
 # TEST_DATABASE_URL, any test that tried to start one would fail here.
 short-needs-no-server:
 	env -u TEST_DATABASE_URL TEST_PG_BINDIR=/nonexistent $(GO) test -short -count=1 $(PKGS)
+
+test-on-%: ## the database tests against PostgreSQL % in a container (test-on-17, test-on-18)
+	bash docker/test-on.sh $*
+
+reliability: ## kill, crash and concurrency trials on PostgreSQL 15, 17 and 18 at the counts of docs/reliability.md
+	cd docker && RELIABILITY_TRIALS=30 RELIABILITY_RUNNERS=40 $(GO) test -count=1 -timeout 60m -run 'TestReliability' -v . | grep -E '^(---|ok|FAIL|PASS)|reliability_test.go'
 
 bench: ## benchmarks: dbinit vs psql, clone vs migrate (see docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 5x -timeout 60m ./bench/...

@@ -57,6 +57,7 @@ func buildImages() error {
 		{"bash", "build-image.sh", "dbinit", dbinitImage},
 		{"bash", "postgres/build-base.sh", "15"},
 		{"bash", "postgres/build-base.sh", "17"},
+		{"bash", "postgres/build-base.sh", "18"},
 		{"bash", "build-image.sh", "postgres", "dbinit/postgres-dbinit:e2e-15", "dbinit/postgres-base:15"},
 		{"bash", "build-image.sh", "postgres", "dbinit/postgres-dbinit:e2e-17", "dbinit/postgres-base:17"},
 	}

@@ -88,6 +88,15 @@ func (f *fixture) targetOn(conn *pgx.Conn, files map[string]string) Target {
 	}
 }
 
+// sql runs q on the maintenance connection, as a DBA would: databases made
+// this way are not dbinit's.
+func (f *fixture) sql(q string) {
+	f.t.Helper()
+	if _, err := f.conn.Exec(context.Background(), q); err != nil {
+		f.t.Fatalf("%s: %v", q, err)
+	}
+}
+
 // db connects to database name of the server.
 func (f *fixture) db(name string) *pgx.Conn {
 	f.t.Helper()

@@ -26,8 +26,13 @@ import (
 //     database (CREATE DATABASE ... TEMPLATE, pg_dump and restore), and a
 //     copy has another OID, so no copy carries a valid marker;
 //   - and, where dbinit can connect to it (not a template), the table
-//     dbinit.origin inside it has the row dbinit wrote: the same OID and
-//     id. A copy inherits the row, with the wrong OID.
+//     dbinit.origin inside it, when it has a row for its OID, agrees: the
+//     same id. A copy inherits the row, with the wrong OID.
+//
+// Between CREATE DATABASE and the comment, a database has dbinit's
+// creation-time connection limit (creatingConnLimit), which no copy
+// inherits: a runner killed in that moment leaves a database the next run
+// still knows for dbinit's.
 //
 // Only such databases are ever dropped or replaced: build leftovers, old
 // templates, the working database on DBINIT_RESET, clone --replace, the
@@ -119,7 +124,29 @@ type dbInfo struct {
 	OID        uint32
 	IsTemplate bool
 	AllowConn  bool
+	ConnLimit  int32
 	Comment    string
+}
+
+// creatingConnLimit is the connection limit of every database dbinit
+// creates, from CREATE DATABASE until it is marked (mark sets it back to
+// -1, no limit, in the same transaction as the comment). A database's
+// connection limit is set by the CREATE DATABASE statement itself and is not
+// copied to a clone, so a database that has it was created by dbinit and
+// its marking was interrupted (the runner killed during CREATE DATABASE,
+// whose backend finished the command). No person picks this number.
+const creatingConnLimit = 1_999_999_937
+
+// creating reports a database dbinit created and has not marked yet.
+func (d dbInfo) creating() bool { return d.ConnLimit == creatingConnLimit }
+
+// dbColumns and scan read dbInfo from pg_database.
+const dbColumns = `datname, oid, datistemplate, datallowconn, datconnlimit, coalesce(shobj_description(oid, 'pg_database'), '')`
+
+func scanDB(r pgx.CollectableRow) (dbInfo, error) {
+	var d dbInfo
+	err := r.Scan(&d.Name, &d.OID, &d.IsTemplate, &d.AllowConn, &d.ConnLimit, &d.Comment)
+	return d, err
 }
 
 // marker returns the database's marker when it is one dbinit wrote for this
@@ -136,8 +163,8 @@ func (d dbInfo) marker() (Marker, bool) {
 func (s *Server) info(ctx context.Context, name string) (dbInfo, bool, error) {
 	d := dbInfo{Name: name}
 	err := s.conn.QueryRow(ctx, `
-SELECT oid, datistemplate, datallowconn, coalesce(shobj_description(oid, 'pg_database'), '')
-FROM pg_database WHERE datname = $1`, name).Scan(&d.OID, &d.IsTemplate, &d.AllowConn, &d.Comment)
+SELECT oid, datistemplate, datallowconn, datconnlimit, coalesce(shobj_description(oid, 'pg_database'), '')
+FROM pg_database WHERE datname = $1`, name).Scan(&d.OID, &d.IsTemplate, &d.AllowConn, &d.ConnLimit, &d.Comment)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, false, nil
 	}
@@ -167,7 +194,10 @@ func (s *Server) mark(ctx context.Context, name string, m Marker) (Marker, error
 	if m.Version == "" {
 		m.Version = s.version
 	}
-	if _, err := s.conn.Exec(ctx, "COMMENT ON DATABASE "+dbconn.Ident(name)+" IS "+dbconn.Literal(m.Comment())); err != nil {
+	// One transaction: the comment, and the end of the creating state.
+	q := "COMMENT ON DATABASE " + dbconn.Ident(name) + " IS " + dbconn.Literal(m.Comment()) +
+		"; ALTER DATABASE " + dbconn.Ident(name) + " CONNECTION LIMIT -1"
+	if _, err := s.conn.Exec(ctx, q); err != nil {
 		return m, fmt.Errorf("mark database %s as dbinit's: %w", name, err)
 	}
 	return m, nil
@@ -226,6 +256,11 @@ WHERE to_regclass('dbinit.origin') IS NOT NULL
 // it, dbinit.origin inside agrees. why says what is missing when it is not.
 func (s *Server) ours(ctx context.Context, d dbInfo, kinds ...string) (ok bool, why string, err error) {
 	m, valid := d.marker()
+	if !valid && d.creating() {
+		// Created by dbinit, which died before marking it: the callers
+		// only ask about names dbinit gives the kinds they accept.
+		return true, "", nil
+	}
 	switch {
 	case !valid && strings.HasPrefix(d.Comment, markerPrefix):
 		return false, "its comment looks like dbinit's but does not name this database's OID (a copy, or a comment written by hand)", nil
@@ -251,10 +286,11 @@ func (s *Server) ours(ctx context.Context, d dbInfo, kinds ...string) (ok bool, 
 	switch {
 	case err != nil:
 		return false, "", err
-	case !found:
-		return false, "its dbinit.origin table has no row for this database", nil
-	case id != m.ID:
+	case found && id != m.ID:
 		return false, "its dbinit.origin table and its comment disagree", nil
 	}
+	// No row for its OID: the run that made it was interrupted between the
+	// comment and the row, and the comment, which names this database's
+	// OID, is proof enough.
 	return true, "", nil
 }

@@ -51,9 +51,7 @@ func TestNonEmptyDatabaseWithoutHistoryRefused(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := ctxFor(t)
-	if err := f.srv.Create(ctx, f.working, ""); err != nil {
-		t.Fatal(err)
-	}
+	f.sql("CREATE DATABASE " + pgx.Identifier{f.working}.Sanitize())
 	shop := f.db(f.working)
 	if _, err := shop.Exec(ctx, `CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)`); err != nil {
 		t.Fatal(err)
@@ -75,9 +73,7 @@ func TestNonEmptyDatabaseWithoutHistoryRefused(t *testing.T) {
 
 	// Empty, with an extension: adopted, every migration applied.
 	empty := f.working + "_e"
-	if err := f.srv.Create(ctx, empty, ""); err != nil {
-		t.Fatal(err)
-	}
+	f.sql("CREATE DATABASE " + pgx.Identifier{empty}.Sanitize())
 	ec := f.db(empty)
 	if _, err := ec.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pgcrypto`); err != nil {
 		t.Fatal(err)
@@ -105,9 +101,7 @@ func TestResetRefusesForeignDatabase(t *testing.T) {
 	}
 	oc.Close(ctx)
 	// A DBA's copy, pointed at by DBINIT_DATABASE.
-	if err := f.srv.Clone(ctx, original, f.working, CloneOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	f.sql("CREATE DATABASE " + pgx.Identifier{f.working}.Sanitize() + " TEMPLATE " + pgx.Identifier{original}.Sanitize())
 	_, err := f.srv.Init(ctx, target, f.working, true)
 	var refused *RefusedError
 	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "DBINIT_RESET") {
@@ -217,12 +211,8 @@ func TestTemplateCopiesAndFakesAreNotOurs(t *testing.T) {
 	}
 	comment := query[string](t, f.conn, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`, f.template)
 	copied, faked := f.template+"_copy", f.template+"_fake"
-	if err := f.srv.Clone(ctx, f.template, copied, CloneOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.srv.Create(ctx, faked, ""); err != nil {
-		t.Fatal(err)
-	}
+	f.sql("CREATE DATABASE " + pgx.Identifier{copied}.Sanitize() + " TEMPLATE " + pgx.Identifier{f.template}.Sanitize())
+	f.sql("CREATE DATABASE " + pgx.Identifier{faked}.Sanitize())
 	for _, q := range []string{"COMMENT ON DATABASE " + pgx.Identifier{faked}.Sanitize() + " IS '" + comment + "'",
 		"ALTER DATABASE " + pgx.Identifier{faked}.Sanitize() + " IS_TEMPLATE true"} {
 		if _, err := f.conn.Exec(ctx, q); err != nil {
@@ -263,5 +253,36 @@ func TestMissingOwnerRole(t *testing.T) {
 	}
 	if ok, _ := f.srv.Exists(context.Background(), f.working); ok {
 		t.Fatal("the working database was created")
+	}
+}
+
+// TestInterruptedCloneIsFinished: a working database whose clone finished
+// on the server after its runner was killed (so it was never marked) is
+// recognised by its creation-time connection limit, marked, and can be
+// reset later.
+func TestInterruptedCloneIsFinished(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxFor(t)
+	target := f.target(twoFiles)
+	if _, err := f.srv.EnsureTemplate(ctx, target); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.Clone(ctx, f.template, f.working, CloneOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := f.srv.Init(ctx, target, f.working, false)
+	if err != nil || out.State != StateUnchanged {
+		t.Fatalf("%+v, %v", out, err)
+	}
+	d, _, err := f.srv.info(ctx, f.working)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := d.marker(); !ok || m.Kind != KindWorking || d.creating() {
+		t.Fatalf("not marked: %+v (connection limit %d)", d, d.ConnLimit)
+	}
+	if out, err := f.srv.Init(ctx, target, f.working, true); err != nil || out.State != StateReset {
+		t.Fatalf("reset: %+v, %v", out, err)
 	}
 }

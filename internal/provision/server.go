@@ -76,7 +76,7 @@ func (s *Server) Exists(ctx context.Context, name string) (bool, error) {
 // Create creates an empty database, owned by owner ("" = the connecting
 // user).
 func (s *Server) Create(ctx context.Context, name, owner string) error {
-	if _, err := s.conn.Exec(ctx, "CREATE DATABASE "+dbconn.Ident(name)+ownerClause(owner)); err != nil {
+	if _, err := s.conn.Exec(ctx, "CREATE DATABASE "+dbconn.Ident(name)+ownerClause(owner)+creatingClause); err != nil {
 		return ownerError(owner, fmt.Errorf("create database %s: %w", name, err))
 	}
 	return nil
@@ -109,7 +109,7 @@ func (s *Server) Clone(ctx context.Context, template, name string, o CloneOption
 	if err := CheckStrategy(o.Strategy); err != nil {
 		return err
 	}
-	q := "CREATE DATABASE " + dbconn.Ident(name) + " TEMPLATE " + dbconn.Ident(template) + ownerClause(o.Owner)
+	q := "CREATE DATABASE " + dbconn.Ident(name) + " TEMPLATE " + dbconn.Ident(template) + ownerClause(o.Owner) + creatingClause
 	if o.Strategy != StrategyDefault {
 		if major := s.Major(); major < 15 {
 			s.log.Warn("a clone strategy needs PostgreSQL 15 or later; using the server's only one", "strategy", o.Strategy, "server_major", major)
@@ -175,6 +175,10 @@ func ownerError(owner string, err error) error {
 	}
 	return err
 }
+
+// creatingClause gives a new database dbinit's creating connection limit
+// until it is marked (see creatingConnLimit).
+var creatingClause = " CONNECTION LIMIT " + strconv.Itoa(creatingConnLimit)
 
 func ownerClause(owner string) string {
 	if owner == "" {

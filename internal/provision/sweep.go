@@ -45,6 +45,19 @@ func (s *Server) MarkTest(ctx context.Context, name string) error {
 	return err
 }
 
+// nameTime reads the time TestDatabaseName put in a name.
+func nameTime(prefix, name string) (time.Time, bool) {
+	ts, _, ok := strings.Cut(strings.TrimPrefix(name, prefix), "_")
+	if !ok {
+		return time.Time{}, false
+	}
+	sec, err := strconv.ParseInt(ts, 36, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(sec, 0), true
+}
+
 // Sweep says what SweepTestDatabases removes.
 type Sweep struct {
 	DatabasePrefix string // "dbt_": names made by TestDatabaseName with it
@@ -75,17 +88,12 @@ func (s *Server) SweepTestDatabases(ctx context.Context, sw Sweep) error {
 		return err
 	}
 	defer func() { _ = unlock(context.WithoutCancel(ctx)) }()
-	rows, err := s.conn.Query(ctx, `
-SELECT datname, oid, datistemplate, datallowconn, coalesce(shobj_description(oid, 'pg_database'), '')
-FROM pg_database WHERE starts_with(datname, $1) OR starts_with(datname, $2)`, sw.DatabasePrefix, sw.TemplatePrefix)
+	rows, err := s.conn.Query(ctx, `SELECT `+dbColumns+` FROM pg_database WHERE starts_with(datname, $1) OR starts_with(datname, $2)`,
+		sw.DatabasePrefix, sw.TemplatePrefix)
 	if err != nil {
 		return fmt.Errorf("sweep: list databases: %w", err)
 	}
-	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (dbInfo, error) {
-		var d dbInfo
-		err := r.Scan(&d.Name, &d.OID, &d.IsTemplate, &d.AllowConn, &d.Comment)
-		return d, err
-	})
+	all, err := pgx.CollectRows(rows, scanDB)
 	if err != nil {
 		return fmt.Errorf("sweep: list databases: %w", err)
 	}
@@ -96,8 +104,18 @@ FROM pg_database WHERE starts_with(datname, $1) OR starts_with(datname, $2)`, sw
 	}
 	var old []tmpl
 	for _, d := range all {
-		// Only what dbinit made, by its marker: a name is not enough.
+		// Only what dbinit made, by its marker: a name is not enough. A
+		// test database whose marking was interrupted (dbinit's creating
+		// connection limit) is swept by the time in its name.
 		m, ok := d.marker()
+		if !ok && d.creating() && strings.HasPrefix(d.Name, sw.DatabasePrefix) {
+			if created, ok := nameTime(sw.DatabasePrefix, d.Name); ok {
+				m, ok = Marker{Kind: KindTest, Created: created}, true
+			}
+		}
+		if !ok && d.creating() && strings.HasPrefix(d.Name, sw.TemplatePrefix) {
+			m, ok = Marker{Kind: KindBuild}, true
+		}
 		if !ok {
 			s.warnForeign(d.Name, "it has no dbinit marker for its own OID")
 			continue

@@ -228,17 +228,11 @@ func tempName(name, kind string) string {
 // leftovers lists the temporary databases of builds of template name that
 // dbinit made (by their marker, not their name).
 func (s *Server) leftovers(ctx context.Context, name string) ([]dbInfo, error) {
-	rows, err := s.conn.Query(ctx, `
-SELECT datname, oid, datistemplate, datallowconn, coalesce(shobj_description(oid, 'pg_database'), '')
-FROM pg_database WHERE starts_with(datname, $1)`, tempPrefix(name)+"_")
+	rows, err := s.conn.Query(ctx, `SELECT `+dbColumns+` FROM pg_database WHERE starts_with(datname, $1)`, tempPrefix(name)+"_")
 	if err != nil {
 		return nil, fmt.Errorf("list leftover builds: %w", err)
 	}
-	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (dbInfo, error) {
-		var d dbInfo
-		err := r.Scan(&d.Name, &d.OID, &d.IsTemplate, &d.AllowConn, &d.Comment)
-		return d, err
-	})
+	all, err := pgx.CollectRows(rows, scanDB)
 	if err != nil {
 		return nil, fmt.Errorf("list leftover builds: %w", err)
 	}
@@ -248,9 +242,10 @@ FROM pg_database WHERE starts_with(datname, $1)`, tempPrefix(name)+"_")
 		if !re.MatchString(d.Name) {
 			continue
 		}
-		// The cheap check first: without a marker for its own OID it is
-		// somebody else's, whatever its name.
-		if _, ok := d.marker(); !ok {
+		// The cheap check first: without a marker for its own OID (or the
+		// connection limit of one dbinit is creating) it is somebody
+		// else's, whatever its name.
+		if _, ok := d.marker(); !ok && !d.creating() {
 			s.warnForeign(d.Name, "it has no dbinit marker for its own OID")
 			continue
 		}

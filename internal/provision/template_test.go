@@ -159,7 +159,7 @@ func (f *fixture) leftover(name, kind string) {
 	if err := f.srv.Create(ctx, name, ""); err != nil {
 		f.t.Fatal(err)
 	}
-	m, err := f.srv.mark(ctx, name, Marker{Kind: kind})
+	m, err := f.srv.mark(ctx, name, Marker{Kind: kind, Set: strings.Repeat("0", 64)})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -182,14 +182,24 @@ func TestLeftoversRemoved(t *testing.T) {
 	if _, err := f.srv.EnsureTemplate(ctx, target); err != nil {
 		t.Fatal(err)
 	}
-	dead, busy := f.template+"_build_0badc0de", f.template+"_build_0badbeef"
+	dead, busy, old := f.template+"_build_0badc0de", f.template+"_build_0badbeef", f.template+"_old_0ddba11a"
 	f.leftover(dead, KindBuild)
 	f.leftover(busy, KindBuild)
+	// A replaced template that a SIGTERM right after the swap left: marked
+	// as a template, closed to connections like the template was.
+	f.leftover(old, KindTemplate)
+	if _, err := f.conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{old}.Sanitize()+" ALLOW_CONNECTIONS false"); err != nil {
+		t.Fatal(err)
+	}
+	// A build whose runner was killed during CREATE DATABASE: the backend
+	// finished creating it, nobody marked it.
+	unmarked := f.template + "_build_c0ffee00"
+	if err := f.srv.Create(ctx, unmarked, ""); err != nil {
+		t.Fatal(err)
+	}
 	lookalike, backup := f.template+"_old_12345678", f.template+"_old_20240131"
 	for _, n := range []string{lookalike, backup} {
-		if err := f.srv.Create(ctx, n, ""); err != nil {
-			t.Fatal(err)
-		}
+		f.sql("CREATE DATABASE " + pgx.Identifier{n}.Sanitize())
 	}
 	inUse := f.db(busy)
 	if _, err := f.srv.EnsureTemplate(ctx, target); err != nil {
@@ -198,7 +208,7 @@ func TestLeftoversRemoved(t *testing.T) {
 	if !strings.Contains(f.log.String(), "dropping leftover of an interrupted build") {
 		t.Fatalf("leftover not reported:\n%s", f.log)
 	}
-	for name, want := range map[string]bool{dead: false, busy: true, lookalike: true, backup: true} {
+	for name, want := range map[string]bool{dead: false, old: false, unmarked: false, busy: true, lookalike: true, backup: true} {
 		if got, err := f.srv.Exists(ctx, name); err != nil || got != want {
 			t.Errorf("%s exists = %v (%v), want %v", name, got, err, want)
 		}
@@ -212,9 +222,7 @@ func TestTemplateNameOfSomebodyElsesDatabase(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := ctxFor(t)
-	if err := f.srv.Create(ctx, f.template, ""); err != nil {
-		t.Fatal(err)
-	}
+	f.sql("CREATE DATABASE " + pgx.Identifier{f.template}.Sanitize())
 	if _, err := f.db(f.template).Exec(ctx, "CREATE TABLE customers (id int); INSERT INTO customers VALUES (1)"); err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,17 @@ func (s *Server) Init(ctx context.Context, t Target, database string, reset bool
 			conn.Close(context.WithoutCancel(ctx))
 		}
 	}()
+	var origin *Marker
+	if exists && !reset && d.creating() {
+		// An earlier run created it (a clone, or up's empty database) and
+		// was killed before marking it: finish that.
+		m, err := s.mark(ctx, database, Marker{Kind: KindWorking})
+		if err != nil {
+			return out, err
+		}
+		s.log.Info("marked a working database an interrupted run created", "database", database)
+		origin = &m
+	}
 	switch {
 	case exists && reset:
 		if ok, why, err := s.ours(ctx, d, KindWorking, KindClone); err != nil {
@@ -82,7 +93,6 @@ func (s *Server) Init(ctx context.Context, t Target, database string, reset bool
 	if err != nil {
 		return out, err
 	}
-	var origin *Marker
 	if !exists || reset {
 		if reset && exists {
 			s.log.Warn("DBINIT_RESET=true: DROPPING the working database and every row in it, then cloning it again from the template",
