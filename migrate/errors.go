@@ -87,6 +87,20 @@ type SQLError struct {
 	Err      *pgconn.PgError
 }
 
+// LockLostError says dbinit's lock was no longer held while it worked (an
+// administrator or idle_session_timeout ended the lock's session, or the
+// file released it: DISCARD ALL, pg_advisory_unlock_all on the migrated
+// connection), or another runner recorded a file this run was applying.
+// The run stopped; the file in hand was rolled back. Exit code 6.
+type LockLostError struct {
+	Path string // the file in hand
+	Why  string
+}
+
+func (e *LockLostError) Error() string {
+	return fmt.Sprintf("%s: %s; stopped so that no other runner's work overlaps this one's (the file was rolled back): run dbinit again", e.Path, e.Why)
+}
+
 // ConnectionLostError says the connection to the server broke while a
 // file ran (the server restarted, an administrator ended the session, the
 // network failed). A transactional file was rolled back by the server and is
@@ -96,10 +110,16 @@ type ConnectionLostError struct {
 	Path          string // "db/007_add_users.sql"
 	Statement     int    // 1-based statement that was running; 0 for a transactional file
 	NoTransaction bool
-	Err           error
+	// AtCommit: the file had run and the connection broke while its history
+	// row and COMMIT were sent: it may or may not be committed.
+	AtCommit bool
+	Err      error
 }
 
 func (e *ConnectionLostError) Error() string {
+	if e.AtCommit {
+		return fmt.Sprintf("connection to the server lost while committing %s: it may or may not have been committed (the file and its history row commit together, so the next run sees which and applies it only if it is not recorded): %v", e.Path, e.Err)
+	}
 	if e.NoTransaction {
 		return fmt.Sprintf("connection to the server lost while running %s (statement %d); the statements before it are recorded, "+
 			"that one may or may not have completed: run dbinit again when the server is back (it resumes there): %v", e.Path, e.Statement, e.Err)

@@ -68,9 +68,19 @@ func ensureHistory(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
+// historyRaceMark is in the error recordSQL and deleteSQL raise when their
+// row is not theirs to write (22P02, from a cast that cannot succeed:
+// plain SQL has no RAISE). It depends on the statement's result, so the
+// planner cannot fold it away and raise it when there is no race.
+const historyRaceMark = "dbinit: history row taken by another runner"
+
 // recordSQL inserts or completes a history row. A partial row of the same
-// version is overwritten when the file completes.
+// version is overwritten when the file completes; an applied one never is:
+// then nothing is written and the statement fails, and the caller rolls
+// its file back (another runner recorded it, which only happens when a
+// runner lost its lock).
 const recordSQL = `
+WITH w AS (
 INSERT INTO dbinit.schema_migrations AS h
     (version, name, checksum, state, statements_done, statements_total, prefix_checksum, execution_ms, applied_by, dbinit_version)
 VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, current_user || coalesce(' (' || nullif($9, '') || ')', ''), $10)
@@ -79,7 +89,16 @@ ON CONFLICT (version) DO UPDATE SET
     statements_done = EXCLUDED.statements_done, statements_total = EXCLUDED.statements_total,
     prefix_checksum = EXCLUDED.prefix_checksum, applied_at = now(),
     execution_ms = h.execution_ms + EXCLUDED.execution_ms, applied_by = EXCLUDED.applied_by,
-    dbinit_version = EXCLUDED.dbinit_version`
+    dbinit_version = EXCLUDED.dbinit_version
+WHERE h.state = 'partial'
+RETURNING 1)
+SELECT CASE WHEN n = 1 THEN 1 ELSE ('` + historyRaceMark + ` (' || n || ' rows)')::int END FROM (SELECT count(*) AS n FROM w) c`
+
+// deleteSQL removes a reverted version's row, and fails like recordSQL when
+// there is none to remove.
+const deleteSQL = `
+WITH d AS (DELETE FROM dbinit.schema_migrations WHERE version = $1 RETURNING 1)
+SELECT CASE WHEN n = 1 THEN 1 ELSE ('` + historyRaceMark + ` (' || n || ' rows)')::int END FROM (SELECT count(*) AS n FROM d) c`
 
 type record struct {
 	m          *Migration
@@ -92,5 +111,3 @@ type record struct {
 func (r record) args(runner, version string) []any {
 	return []any{r.m.Version, r.m.Name, r.m.Up.Checksum, string(r.state), r.done, len(r.m.Up.Statements), r.prefix, r.durationMS, runner, version}
 }
-
-const deleteSQL = `DELETE FROM dbinit.schema_migrations WHERE version = $1`

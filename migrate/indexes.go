@@ -59,6 +59,9 @@ func (r *runner) dropInvalidIndex(ctx context.Context, st Step, i int) error {
 		r.m.log.Warn("dropping an INVALID index left by an interrupted CREATE INDEX CONCURRENTLY, to build it again",
 			"file", st.Script.Path, "line", stmt.Line, "index", name)
 		if _, err := r.conn.PgConn().Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+name).ReadAll(); err != nil {
+			if lost := r.lost(ctx, st, i+1, err); lost != nil {
+				return lost
+			}
 			return r.placeError(st, i, stmt.Offset, err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/savvi-studio/dbinit/internal/sqlsplit"
@@ -45,6 +46,10 @@ type Script struct {
 	Checksum      string      // hex SHA-256 of the file's bytes, as found on disk
 	NoTransaction bool        // the file starts with -- dbinit:no-transaction
 	Statements    []Statement // the statements, in order; comment-only pieces are left out
+	// LockTimeout and StatementTimeout are the file's own -- dbinit:lock-timeout
+	// and -- dbinit:statement-timeout; nil when it sets none (the
+	// Migrator's apply).
+	LockTimeout, StatementTimeout *time.Duration
 
 	dropsPrepared bool // a statement is DISCARD or DEALLOCATE
 }
@@ -62,6 +67,7 @@ type Statement struct {
 	Line int
 
 	dropsPrepared bool   // DISCARD or DEALLOCATE: the session's prepared statements are gone after it
+	setsSession   bool   // SET or RESET of a session setting (search_path, ROLE, ...): replayed on resume
 	index, table  string // CREATE INDEX CONCURRENTLY: the index's name ("" when unnamed) and its table as written
 	concurrent    bool   // CREATE INDEX CONCURRENTLY
 }
@@ -114,7 +120,7 @@ func (e *LoadError) Error() string {
 // characters that need no quoting in shells, URLs or YAML.
 var fileNameRE = regexp.MustCompile(`^([0-9]+)_([A-Za-z0-9][A-Za-z0-9_.-]*)\.sql$`)
 
-var directiveRE = regexp.MustCompile(`^\s*--\s*dbinit:\s*(\S*)`)
+var directiveRE = regexp.MustCompile(`^\s*--\s*dbinit:\s*(\S*)[ \t]*(.*?)\s*$`)
 
 // LoadDir loads the migration folder dir from disk. A file that is a
 // symbolic link is read only when the link resolves inside the folder (the
@@ -278,9 +284,11 @@ func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 	s.SQL = text
 
 	var problems []Problem
-	noTx, directiveProblems := directives(display, text)
+	dirs, directiveProblems := directives(display, text)
 	problems = append(problems, directiveProblems...)
+	noTx := dirs.noTx
 	s.NoTransaction = noTx
+	s.LockTimeout, s.StatementTimeout = dirs.lockTimeout, dirs.statementTimeout
 
 	if p := sqlsplit.Unterminated(text); p != nil {
 		problems = append(problems, Problem{Path: display, Line: p.Line, Col: p.Col, Msg: p.Msg})
@@ -293,9 +301,13 @@ func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 			continue
 		}
 		ms := Statement{Text: st.Text, Offset: st.Offset, Start: st.Start, Line: st.Line + strings.Count(st.Text[:st.Start], "\n")}
-		if kw := st.Keywords(1); len(kw) == 1 && (kw[0] == "DISCARD" || kw[0] == "DEALLOCATE") {
+		kw := st.Keywords(2)
+		if len(kw) > 0 && (kw[0] == "DISCARD" || kw[0] == "DEALLOCATE") {
 			ms.dropsPrepared = true
 			s.dropsPrepared = true
+		}
+		if len(kw) > 1 && (kw[0] == "SET" || kw[0] == "RESET") && kw[1] != "LOCAL" && kw[1] != "TRANSACTION" && kw[1] != "CONSTRAINTS" {
+			ms.setsSession = true
 		}
 		ms.index, ms.table, ms.concurrent = st.ConcurrentIndex()
 		s.Statements = append(s.Statements, ms)
@@ -313,10 +325,20 @@ func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 	return s, problems
 }
 
+// fileDirectives are what a file's leading comment block asks for.
+type fileDirectives struct {
+	noTx             bool
+	lockTimeout      *time.Duration
+	statementTimeout *time.Duration
+}
+
+// knownDirectives lists the directives, for the message about an unknown one.
+const knownDirectives = "no-transaction, lock-timeout DURATION, statement-timeout DURATION"
+
 // directives reads "-- dbinit:..." lines. They count only in the leading
 // comment block; anywhere else they would silently do nothing, so they are
 // reported.
-func directives(display, text string) (noTx bool, problems []Problem) {
+func directives(display, text string) (d fileDirectives, problems []Problem) {
 	leading := true
 	for i, line := range strings.Split(text, "\n") {
 		trimmed := strings.TrimSpace(line)
@@ -328,16 +350,32 @@ func directives(display, text string) (noTx bool, problems []Problem) {
 			continue
 		}
 		col := strings.Index(line, "--") + 1
+		bad := func(msg string) { problems = append(problems, Problem{Path: display, Line: i + 1, Col: col, Msg: msg}) }
+		duration := func() *time.Duration {
+			v, err := time.ParseDuration(m[2])
+			if m[2] == "0" {
+				v, err = 0, nil
+			}
+			if err != nil || v < 0 {
+				bad(fmt.Sprintf("dbinit:%s needs a duration such as 30s, 5m or 0 (none), not %q", m[1], m[2]))
+				return nil
+			}
+			return &v
+		}
 		switch {
 		case !leading:
-			problems = append(problems, Problem{Path: display, Line: i + 1, Col: col, Msg: "dbinit directives only count in the comment lines at the top of the file, before any SQL"})
+			bad("dbinit directives only count in the comment lines at the top of the file, before any SQL")
 		case m[1] == "no-transaction":
-			noTx = true
+			d.noTx = true
+		case m[1] == "lock-timeout":
+			d.lockTimeout = duration()
+		case m[1] == "statement-timeout":
+			d.statementTimeout = duration()
 		default:
-			problems = append(problems, Problem{Path: display, Line: i + 1, Col: col, Msg: fmt.Sprintf("unknown directive dbinit:%s (known: no-transaction)", m[1])})
+			bad(fmt.Sprintf("unknown directive dbinit:%s (known: %s)", strings.TrimSpace(m[1]+" "+m[2]), knownDirectives))
 		}
 	}
-	return noTx, problems
+	return d, problems
 }
 
 // Hash identifies the migration set for template reuse: the history format

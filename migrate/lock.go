@@ -102,6 +102,26 @@ func (l *AdvisoryLock) Lock(ctx context.Context) (func(context.Context) error, e
 
 var errLockHeld = errors.New("the lock is held by another session")
 
+// Held reports whether the lock's session still holds it: the server may
+// have ended the session (idle_session_timeout, an administrator), or a
+// statement on it released the lock (DISCARD ALL).
+func (l *AdvisoryLock) Held(ctx context.Context) (bool, error) {
+	var held bool
+	err := l.Conn.QueryRow(ctx, `
+SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1
+  AND classid::bigint = ($1::bigint >> 32) & 4294967295 AND objid::bigint = $1::bigint & 4294967295)`, l.Key).Scan(&held)
+	return held, err
+}
+
+// Retake takes the lock again, without waiting, after it was released on a
+// session that is still there; false when another session took it
+// meanwhile.
+func (l *AdvisoryLock) Retake(ctx context.Context) (bool, error) {
+	var got bool
+	err := l.Conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, l.Key).Scan(&got)
+	return got, err
+}
+
 func (l *AdvisoryLock) unlock(ctx context.Context) error {
 	// A cancelled run must still release the lock; the connection closing
 	// would release it too, but the caller may keep using the connection.

@@ -26,6 +26,21 @@ type Options struct {
 	Runner string
 	// Version is the program version recorded with every row, "v1.2.0".
 	Version string
+
+	// DDLLockTimeout is the lock_timeout of every migration statement,
+	// 5 * time.Second: a statement that waits longer for a lock gives up,
+	// so the application's queries never queue behind it for longer. A
+	// file's -- dbinit:lock-timeout overrides it. 0 = the server's setting.
+	DDLLockTimeout time.Duration
+	// DDLRetryTimeout is how long a file whose statement gave up on
+	// DDLLockTimeout (SQLSTATE 55P03) is tried again, with backoff: the
+	// whole file for a transactional one, the statement for a
+	// no-transaction one. 5 * time.Minute; 0 = no retry.
+	DDLRetryTimeout time.Duration
+	// StatementTimeout is the statement_timeout of every migration
+	// statement; a file's -- dbinit:statement-timeout overrides it. 0 = the
+	// server's setting.
+	StatementTimeout time.Duration
 }
 
 // Migrator applies one migration set to databases.
@@ -40,8 +55,13 @@ func New(set *Set, opts Options) (*Migrator, error) {
 	if set == nil {
 		return nil, errors.New("migrate.New: no migration set")
 	}
-	if opts.LockTimeout < 0 {
-		return nil, fmt.Errorf("migrate.New: LockTimeout %s is negative", opts.LockTimeout)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"LockTimeout", opts.LockTimeout}, {"DDLLockTimeout", opts.DDLLockTimeout}, {"DDLRetryTimeout", opts.DDLRetryTimeout}, {"StatementTimeout", opts.StatementTimeout}} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("migrate.New: %s %s is negative", d.name, d.v)
+		}
 	}
 	if opts.Runner == "" {
 		host, _ := os.Hostname()
@@ -242,11 +262,16 @@ func (m *Migrator) Accept(ctx context.Context, conn *pgx.Conn, version int64) er
 }
 
 func (m *Migrator) lock(ctx context.Context, conn *pgx.Conn) (func(context.Context) error, error) {
-	l := m.opts.Locker
-	if l == nil {
-		l = &AdvisoryLock{Conn: conn, Key: DefaultLockKey, Timeout: m.opts.LockTimeout, Logger: m.log}
+	return m.locker(conn).Lock(ctx)
+}
+
+// locker is the Locker of runs on conn: Options.Locker, or an advisory lock
+// on conn itself.
+func (m *Migrator) locker(conn *pgx.Conn) Locker {
+	if m.opts.Locker != nil {
+		return m.opts.Locker
 	}
-	return l.Lock(ctx)
+	return &AdvisoryLock{Conn: conn, Key: DefaultLockKey, Timeout: m.opts.LockTimeout, Logger: m.log}
 }
 
 func (m *Migrator) release(ctx context.Context, unlock func(context.Context) error) {

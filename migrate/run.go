@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -19,7 +20,7 @@ const resetSQL = "RESET ALL; RESET ROLE; RESET SESSION AUTHORIZATION"
 // run executes a plan's steps in order. It stops at the first failure; files
 // before it stay applied.
 func (m *Migrator) run(ctx context.Context, conn *pgx.Conn, plan *Plan, res *Result) (err error) {
-	r := &runner{m: m, conn: conn, res: res, total: len(plan.Steps)}
+	r := &runner{m: m, conn: conn, res: res, total: len(plan.Steps), locker: m.locker(conn), checked: time.Now()}
 	defer func() {
 		// Asynchronous commits must reach the disk before the run reports
 		// anything, success or failure.
@@ -32,6 +33,9 @@ func (m *Migrator) run(ctx context.Context, conn *pgx.Conn, plan *Plan, res *Res
 		}
 		if r.inTx {
 			r.rollback(ctx)
+		}
+		if r.watch != nil {
+			r.watch.Close(context.WithoutCancel(ctx))
 		}
 	}()
 	// The history statements are prepared while the session is clean: a
@@ -56,6 +60,9 @@ type runner struct {
 	total int
 
 	inTx    bool       // a file's transaction is open
+	watch   *pgx.Conn  // second connection that watches lock waits; nil until needed
+	locker  Locker     // the run's lock, to check it is still held
+	checked time.Time  // when the lock was last checked
 	dirty   bool       // an asynchronous commit has not been flushed yet
 	lastRow *Migration // last history row committed, for the final flush
 	start   time.Time
@@ -63,18 +70,64 @@ type runner struct {
 
 // prepare (re)prepares the history statements. A file that runs DISCARD
 // ALL or DEALLOCATE ALL removes them from the session, and pgx's own cache
-// of statements with them: both are dropped and made again.
+// of statements with them: both are dropped and made again, in a
+// transaction of their own under the history guard, so a file's SET ROLE
+// does not decide whether they can be planned. Never called inside a
+// file's transaction.
 func (r *runner) prepare(ctx context.Context) error {
-	if err := r.conn.DeallocateAll(ctx); err != nil {
+	if _, err := r.conn.Exec(ctx, "BEGIN; "+historyGuard); err != nil {
+		r.abort(ctx)
 		return fmt.Errorf("prepare history statements: %w", err)
 	}
-	if _, err := r.conn.Prepare(ctx, stmtRecord, recordSQL); err != nil {
-		return fmt.Errorf("prepare history insert: %w", err)
+	err := r.conn.DeallocateAll(ctx)
+	if err == nil {
+		_, err = r.conn.Prepare(ctx, stmtRecord, recordSQL)
 	}
-	if _, err := r.conn.Prepare(ctx, stmtDelete, deleteSQL); err != nil {
-		return fmt.Errorf("prepare history delete: %w", err)
+	if err == nil {
+		_, err = r.conn.Prepare(ctx, stmtDelete, deleteSQL)
+	}
+	if err != nil {
+		r.abort(ctx)
+		return fmt.Errorf("prepare history statements: %w", err)
+	}
+	if _, err := r.conn.Exec(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("prepare history statements: %w", err)
 	}
 	return nil
+}
+
+// holdsLock checks, at most once a second (always when now is set), that
+// the run's lock is still held. A lock whose session the server ended is
+// free for another runner: this run must stop before its next file. A lock
+// on the migrated connection itself that a file released is taken again
+// when nobody took it meanwhile.
+func (r *runner) holdsLock(ctx context.Context, st Step, now bool) error {
+	h, ok := r.locker.(interface {
+		Held(context.Context) (bool, error)
+	})
+	if !ok || (!now && time.Since(r.checked) < time.Second) {
+		return nil
+	}
+	r.checked = time.Now()
+	held, err := h.Held(ctx)
+	if err != nil {
+		if lost := r.lost(ctx, st, 0, err); lost != nil {
+			return &LockLostError{Path: st.Script.Path, Why: "the connection that holds dbinit's lock broke"}
+		}
+		return fmt.Errorf("check the migration lock: %w", err)
+	}
+	if held {
+		return nil
+	}
+	if re, ok := r.locker.(interface {
+		Retake(context.Context) (bool, error)
+	}); ok {
+		if got, err := re.Retake(ctx); err == nil && got {
+			r.m.log.Warn("a file released dbinit's lock on its own connection (DISCARD ALL, pg_advisory_unlock_all); took it again", "file", st.Script.Path)
+			return nil
+		}
+	}
+	return &LockLostError{Path: st.Script.Path, Why: "dbinit's lock is no longer held (its session was ended, or a file released it)"}
 }
 
 func (r *runner) started() time.Time {
@@ -90,11 +143,19 @@ func (r *runner) step(ctx context.Context, i int, st Step, last bool) error {
 	}
 	fr := FileResult{Version: st.Migration.Version, Name: st.Migration.Name, Path: st.Script.Path, Down: st.Down, ResumedAt: st.ResumeAt}
 	t0 := time.Now()
-	var err error
-	if st.Script.NoTransaction {
+	err := r.holdsLock(ctx, st, st.Script.NoTransaction)
+	switch {
+	case err != nil:
+	case st.Script.NoTransaction:
 		fr.Statements, err = r.statementByStatement(ctx, st)
-	} else {
-		fr.Statements, err = r.transactional(ctx, st, last)
+	default:
+		// The whole file again after a lock timeout: its transaction
+		// rolled back.
+		err = r.withLockRetry(ctx, st, "the file", func() error {
+			var err error
+			fr.Statements, err = r.transactional(ctx, st, last)
+			return err
+		})
 	}
 	fr.Duration = time.Since(t0)
 	if err != nil {
@@ -134,10 +195,10 @@ const resetAfterFile = "\n;RESET ALL"
 // the session, writes the history row and commits.
 func (r *runner) transactional(ctx context.Context, st Step, last bool) (int, error) {
 	t0 := time.Now()
-	done, err := execCounting(ctx, r.conn.PgConn(), beginSQL+st.Script.SQL+resetAfterFile)
-	if done > 0 {
-		done-- // BEGIN is not the file's
-	}
+	settings, n := r.m.settings(st.Script, true)
+	prefix := beginSQL + settings
+	done, err := execCounting(ctx, r.conn.PgConn(), prefix+st.Script.SQL+resetAfterFile)
+	done -= min(done, 1+n) // BEGIN and the settings are not the file's
 	if err == nil {
 		done-- // nor the RESET after it
 	}
@@ -147,13 +208,15 @@ func (r *runner) transactional(ctx context.Context, st Step, last bool) (int, er
 			return done, lost
 		}
 		r.rollback(ctx)
-		return done, r.placeError(st, done, 0, shiftPosition(err, len(beginSQL)))
+		return done, r.placeError(st, done, 0, shiftPosition(err, len(prefix)))
 	}
+	// After a file that dropped the session's prepared statements, the
+	// history statements go by their text (planned after the RESETs, as
+	// the connecting user); they are prepared again after the commit.
+	recordStmt, removeStmt := stmtRecord, stmtDelete
 	if st.Script.dropsPrepared {
-		if err := r.prepare(ctx); err != nil {
-			r.rollback(ctx)
-			return done, fmt.Errorf("%s: %w", st.Script.Path, err)
-		}
+		r.conn.DeallocateAll(ctx) // pgx's own cache: the server's is gone
+		recordStmt, removeStmt = recordSQL, deleteSQL
 	}
 	b := &pgx.Batch{}
 	// Undo what the file did to the session before the history row is
@@ -170,18 +233,27 @@ func (r *runner) transactional(ctx context.Context, st Step, last bool) (int, er
 		b.Queue("SET LOCAL synchronous_commit = off")
 	}
 	if st.Down {
-		b.Queue(stmtDelete, st.Migration.Version)
+		b.Queue(removeStmt, st.Migration.Version)
 	} else {
 		rec := record{m: st.Migration, state: StateApplied, done: len(st.Script.Statements), durationMS: time.Since(t0).Milliseconds()}
-		b.Queue(stmtRecord, rec.args(r.m.opts.Runner, r.m.opts.Version)...)
+		b.Queue(recordStmt, rec.args(r.m.opts.Runner, r.m.opts.Version)...)
 	}
 	history := b.Len() - 1
 	b.Queue("COMMIT")
 	br := r.conn.SendBatch(ctx, b)
 	for i := range b.Len() {
-		if _, err := br.Exec(); err != nil {
+		_, err := br.Exec()
+		if i == history && historyRace(err) {
+			// Another runner recorded this version meanwhile, which takes
+			// a lost lock: the file is rolled back instead of committed.
+			_ = br.Close()
+			r.rollback(ctx)
+			return done, &LockLostError{Path: st.Script.Path, Why: fmt.Sprintf("version %d was recorded by another runner meanwhile", st.Migration.Version)}
+		}
+		if err != nil {
 			_ = br.Close()
 			if lost := r.lost(ctx, st, 0, err); lost != nil {
+				lost.(*ConnectionLostError).AtCommit = true
 				return done, lost
 			}
 			r.rollback(ctx)
@@ -194,17 +266,30 @@ func (r *runner) transactional(ctx context.Context, st Step, last bool) (int, er
 	}
 	if err := br.Close(); err != nil {
 		if lost := r.lost(ctx, st, 0, err); lost != nil {
+			lost.(*ConnectionLostError).AtCommit = true
 			return done, lost
 		}
 		r.rollback(ctx)
 		return done, fmt.Errorf("%s: record history: %w", st.Script.Path, err)
 	}
 	r.inTx = false
+	if st.Script.dropsPrepared {
+		if err := r.prepare(ctx); err != nil {
+			return done, fmt.Errorf("%s: %w", st.Script.Path, err)
+		}
+	}
 	r.dirty = async
 	if !st.Down {
 		r.lastRow = st.Migration
 	}
 	return done, nil
+}
+
+// historyRace reports the error recordSQL and deleteSQL raise when the row
+// is not theirs to write: already applied, or already gone.
+func historyRace(err error) bool {
+	pgErr, ok := asPgError(err)
+	return ok && pgErr.Code == "22P02" && strings.Contains(pgErr.Message, historyRaceMark)
 }
 
 // shiftPosition makes a server error's position relative to the file when
@@ -238,9 +323,29 @@ func (r *runner) statementByStatement(ctx context.Context, st Step) (int, error)
 	s := st.Script
 	ran := 0
 	t0 := time.Now()
+	if settings, _ := r.m.settings(s, false); settings != "" {
+		if _, err := r.conn.PgConn().Exec(ctx, settings).ReadAll(); err != nil {
+			return 0, fmt.Errorf("%s: set timeouts: %w", s.Path, err)
+		}
+	}
+	// Resuming on a new session: the settings the statements before the
+	// resume point made (search_path, ROLE, timeouts) are made again, so
+	// the statements after it run as they would have.
+	for i := range st.ResumeAt {
+		if stmt := s.Statements[i]; stmt.setsSession {
+			if _, err := r.conn.PgConn().Exec(ctx, stmt.Text).ReadAll(); err != nil {
+				return 0, r.placeError(st, i, stmt.Offset, err)
+			}
+		}
+	}
 	for i := st.ResumeAt; i < len(s.Statements); i++ {
 		stmt := s.Statements[i]
 		ts := time.Now()
+		if i > st.ResumeAt {
+			if err := r.holdsLock(ctx, st, true); err != nil {
+				return ran, err
+			}
+		}
 		if stmt.concurrent && stmt.index != "" {
 			// An interrupted CREATE INDEX CONCURRENTLY leaves the index
 			// INVALID, and IF NOT EXISTS would then skip it: drop it first.
@@ -248,11 +353,20 @@ func (r *runner) statementByStatement(ctx context.Context, st Step) (int, error)
 				return ran, err
 			}
 		}
-		if _, err := r.conn.PgConn().Exec(ctx, stmt.Text).ReadAll(); err != nil {
+		err := r.withLockRetry(ctx, st, fmt.Sprintf("statement %d", i+1), func() error {
+			_, err := r.conn.PgConn().Exec(ctx, stmt.Text).ReadAll()
+			return err
+		})
+		if err != nil {
 			// The row recorded after the previous statement already says
 			// where to resume.
 			if lost := r.lost(ctx, st, i+1, err); lost != nil {
 				return ran, lost
+			}
+			var lre *LockRetryError
+			if errors.As(err, &lre) {
+				lre.Err = r.placeError(st, i, stmt.Offset, lre.Err)
+				return ran, lre
 			}
 			return ran, r.placeError(st, i, stmt.Offset, err)
 		}
@@ -266,7 +380,7 @@ func (r *runner) statementByStatement(ctx context.Context, st Step) (int, error)
 			continue // the final row is written below
 		}
 		rec := record{m: st.Migration, state: StatePartial, done: i + 1, prefix: prefixChecksum(s, i+1), durationMS: time.Since(ts).Milliseconds()}
-		if err := r.writeHistory(ctx, stmtRecord, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
+		if err := r.writeHistory(ctx, s.Path, stmtRecord, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
 			return ran, fmt.Errorf("%s: record progress after statement %d: %w", s.Path, i+1, err)
 		}
 	}
@@ -280,7 +394,7 @@ func (r *runner) statementByStatement(ctx context.Context, st Step) (int, error)
 		return ran, fmt.Errorf("%s: reset session: %w", s.Path, err)
 	}
 	if st.Down {
-		if err := r.writeHistory(ctx, stmtDelete, st.Migration.Version); err != nil {
+		if err := r.writeHistory(ctx, s.Path, stmtDelete, st.Migration.Version); err != nil {
 			return ran, fmt.Errorf("%s: record history: %w", s.Path, err)
 		}
 		return ran, nil
@@ -288,7 +402,7 @@ func (r *runner) statementByStatement(ctx context.Context, st Step) (int, error)
 	// Written even when nothing was left to run (a partial file whose
 	// failed tail was deleted), so the file does not stay partial.
 	rec := record{m: st.Migration, state: StateApplied, done: len(s.Statements), durationMS: time.Since(t0).Milliseconds()}
-	if err := r.writeHistory(ctx, stmtRecord, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
+	if err := r.writeHistory(ctx, s.Path, stmtRecord, rec.args(r.m.opts.Runner, r.m.opts.Version)...); err != nil {
 		return ran, fmt.Errorf("%s: record history: %w", s.Path, err)
 	}
 	r.dirty = false // a durable commit flushes every earlier one
@@ -309,7 +423,7 @@ const historyGuard = "SET LOCAL transaction_read_only = off; SET LOCAL SESSION A
 
 // writeHistory writes one history change in a durable transaction of its
 // own. It is done even when the run is being cancelled.
-func (r *runner) writeHistory(ctx context.Context, sql string, args ...any) error {
+func (r *runner) writeHistory(ctx context.Context, path, sql string, args ...any) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	write := func() error {
@@ -327,6 +441,9 @@ func (r *runner) writeHistory(ctx context.Context, sql string, args ...any) erro
 		return err
 	}
 	err := write()
+	if historyRace(err) {
+		return &LockLostError{Path: path, Why: "another runner wrote this file's history row meanwhile"}
+	}
 	if pgErr, ok := asPgError(err); ok && pgErr.Code == "26000" {
 		// A prepared statement the session lost some other way (a
 		// DEALLOCATE inside a function): prepare again, once.
@@ -351,7 +468,7 @@ func (r *runner) flush(ctx context.Context) error {
 	if !r.dirty || r.lastRow == nil {
 		return nil
 	}
-	err := r.writeHistory(ctx, `UPDATE dbinit.schema_migrations SET applied_at = applied_at WHERE version = $1`, r.lastRow.Version)
+	err := r.writeHistory(ctx, r.lastRow.Up.Path, `UPDATE dbinit.schema_migrations SET applied_at = applied_at WHERE version = $1`, r.lastRow.Version)
 	if err != nil {
 		return fmt.Errorf("flush history to disk: %w", err)
 	}

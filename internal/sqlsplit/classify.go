@@ -1,6 +1,9 @@
 package sqlsplit
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // Keywords returns up to n leading words of the statement, upper-cased:
 // the unquoted identifiers and keywords it starts with, skipping whitespace
@@ -515,11 +518,25 @@ func (s Statement) ConcurrentIndex() (index, table string, ok bool) {
 	return index, c.lx.src[start:end], true
 }
 
-// identifier returns the name an identifier token stands for.
+// identifier returns the name an identifier token stands for, cut to the
+// 63 bytes PostgreSQL keeps (NAMEDATALEN - 1, at a character boundary), or
+// "" for a U&"..." identifier, whose escapes it does not decode.
 func (c *cursor) identifier(t token) string {
 	text := c.text(t)
-	if t.kind == tokQuotedIdent && strings.HasPrefix(text, `"`) {
-		return strings.ReplaceAll(text[1:len(text)-1], `""`, `"`)
+	var name string
+	switch {
+	case t.kind == tokQuotedIdent && strings.HasPrefix(text, `"`):
+		name = strings.ReplaceAll(text[1:len(text)-1], `""`, `"`)
+	case t.kind == tokQuotedIdent:
+		return ""
+	default:
+		name = lowerASCII(text)
 	}
-	return lowerASCII(text)
+	if len(name) > 63 {
+		name = name[:63]
+		for len(name) > 0 && !utf8.ValidString(name) {
+			name = name[:len(name)-1]
+		}
+	}
+	return name
 }

@@ -2,6 +2,7 @@ package sqlsplit
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -207,6 +208,9 @@ func TestConcurrentIndex(t *testing.T) {
 		{`CREATE INDEX CONCURRENTLY "Mixed ""Case""" ON "App"."My Table" (a);`, `Mixed "Case"`, `"App"."My Table"`, true},
 		{"CREATE INDEX CONCURRENTLY ON t (a);", "", "t", true},
 		{"-- lead\nCREATE INDEX CONCURRENTLY i ON s.t(a);", "i", "s.t", true},
+		{"CREATE INDEX CONCURRENTLY " + strings.Repeat("x", 70) + " ON t (a);", strings.Repeat("x", 63), "t", true},
+		{"CREATE INDEX CONCURRENTLY \"" + strings.Repeat("é", 40) + "\" ON t (a);", strings.Repeat("é", 31), "t", true},
+		{`CREATE INDEX CONCURRENTLY U&"d\0061t\+000061" ON t (a);`, "", "t", true},
 		{"CREATE INDEX i ON t (a);", "", "", false},
 		{"CREATE INDEX CONCURRENTLY IF EXISTS i ON t (a);", "", "", false},
 		{"DROP INDEX CONCURRENTLY i;", "", "", false},
