@@ -77,14 +77,19 @@ func checkDBInit(t *testing.T, spec podSpec, c container) {
 	if spec.SecurityContext.RunAsUser == 0 {
 		t.Error("pod must run as a numeric non-root user")
 	}
-	var pwFile string
+	var pwFile, template string
 	for _, e := range c.Env {
 		switch e.Name {
 		case "PGPASSWORD", "DATABASE_URL":
 			t.Errorf("%s must come from a file, not the environment", e.Name)
 		case "PGPASSWORD_FILE":
 			pwFile = e.Value
+		case "DBINIT_TEMPLATE":
+			template = e.Value
 		}
+	}
+	if template != "none" {
+		t.Errorf("container %s: DBINIT_TEMPLATE = %q; the Kubernetes examples run production mode (none)", c.Name, template)
 	}
 	if pwFile == "" {
 		t.Fatal("no PGPASSWORD_FILE")

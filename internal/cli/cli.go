@@ -39,12 +39,15 @@ Commands (no command = init):
   new NAME               create the next NNN_name.sql and NNN_name_down.sql
   baseline --version N   record 1..N as applied without running them
   accept VERSION         record the checksum of an applied file that was edited on purpose
+  snapshot list [--json] dbinit's snapshots of the working database
+  snapshot restore NAME  put a snapshot in place of the working database (the current one is kept)
   version                print the version
 
 Flags (override the environment):
   --dir DIR              migrations folder (DBINIT_DIR, default ./db)
   --database NAME        working database (DBINIT_DATABASE, default savvi_studio)
-  --template NAME        template database (DBINIT_TEMPLATE, default savvi_studio_template)
+  --template NAME        template database (DBINIT_TEMPLATE, default savvi_studio_template);
+                         none = production mode: init only brings the working database up to date
   --log-format FORMAT    text or json (DBINIT_LOG_FORMAT)
   --wait-timeout D       how long to wait for the server (DBINIT_WAIT_TIMEOUT, default 60s)
   --lock-timeout D       how long to wait for another runner (DBINIT_LOCK_TIMEOUT, default 5m)

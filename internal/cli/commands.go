@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -30,6 +31,7 @@ var commands = map[string]command{
 	"new":      cmdNew,
 	"baseline": cmdBaseline,
 	"accept":   cmdAccept,
+	"snapshot": cmdSnapshot,
 }
 
 func noArgs(name string, args []string) error {
@@ -60,9 +62,18 @@ func cmdUp(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if err := noArgs("up", args); err != nil {
 			return err
 		}
-		return r.migrateWith(ctx, true, "up", func(s *session) (*migrate.Result, error) {
-			return s.migrator.Up(ctx, s.target, migrate.UpOptions{To: *to, AllowOutOfOrder: r.cfg.AllowOutOfOrder})
-		})
+		start := time.Now()
+		srv, target, closeAll, err := r.server(ctx)
+		if err != nil {
+			return err
+		}
+		defer closeAll()
+		out, err := srv.Update(ctx, target, r.cfg.Database, *to)
+		if err == nil {
+			r.log.Info("up done", "database", r.cfg.Database, "database_state", out.State, "files", out.FilesApplied,
+				"duration_ms", time.Since(start).Milliseconds())
+		}
+		return err
 	}
 }
 
@@ -80,7 +91,7 @@ func cmdDown(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if *to >= 0 {
 			opts.To = *to
 		}
-		return r.migrateWith(ctx, false, "down", func(s *session) (*migrate.Result, error) {
+		return r.migrateWith(ctx, "down", func(s *session) (*migrate.Result, error) {
 			return s.migrator.Down(ctx, s.target, opts)
 		})
 	}
@@ -92,7 +103,7 @@ func cmdStatus(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if err := noArgs("status", args); err != nil {
 			return err
 		}
-		set, applied, exists, err := r.readHistory(ctx)
+		set, applied, exists, verified, err := r.readAndVerify(ctx, true)
 		if err != nil {
 			return err
 		}
@@ -105,9 +116,15 @@ func cmdStatus(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 				Exists   bool                  `json:"exists"`
 				Dir      string                `json:"dir"`
 				Latest   int64                 `json:"latest"`
+				Verified *verification         `json:"verified,omitempty"`
 				Entries  []migrate.StatusEntry `json:"migrations"`
-			}{r.cfg.Database, exists, r.cfg.Dir, set.Latest(), nonNil(entries)})
+			}{r.cfg.Database, exists, r.cfg.Dir, set.Latest(), verified, nonNil(entries)})
 		}
+		defer func() {
+			if verified != nil && !verified.OK {
+				fmt.Fprintf(r.stdout, "\nnot as the migrations promise:\n  %s\n", strings.Join(verified.Problems, "\n  "))
+			}
+		}()
 		if !exists {
 			fmt.Fprintf(r.stdout, "database %s does not exist yet\n", r.cfg.Database)
 		}
@@ -201,7 +218,7 @@ func cmdBaseline(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if *v <= 0 {
 			return &usageError{"dbinit baseline needs --version N (N > 0)"}
 		}
-		return r.migrateWith(ctx, false, "baseline", func(s *session) (*migrate.Result, error) {
+		return r.migrateWith(ctx, "baseline", func(s *session) (*migrate.Result, error) {
 			return s.migrator.Baseline(ctx, s.target, *v)
 		})
 	}
@@ -216,7 +233,7 @@ func cmdAccept(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		if err != nil || v <= 0 {
 			return &usageError{fmt.Sprintf("dbinit accept: %q is not a version number", args[0])}
 		}
-		return r.migrateWith(ctx, false, "", func(s *session) (*migrate.Result, error) {
+		return r.migrateWith(ctx, "", func(s *session) (*migrate.Result, error) {
 			return nil, s.migrator.Accept(ctx, s.target, v)
 		})
 	}
@@ -264,8 +281,8 @@ func writeNew(path, text string) error {
 
 // migrateWith runs one migrator call on the working database and logs what
 // it did.
-func (r *run) migrateWith(ctx context.Context, create bool, what string, f func(*session) (*migrate.Result, error)) error {
-	s, err := r.session(ctx, create)
+func (r *run) migrateWith(ctx context.Context, what string, f func(*session) (*migrate.Result, error)) error {
+	s, err := r.session(ctx)
 	if err != nil {
 		return err
 	}
@@ -306,9 +323,8 @@ func (s *session) close(ctx context.Context) {
 }
 
 // session loads the folder first (a bad folder never touches a database),
-// then connects. up creates the working database, empty, when it is absent,
-// and refuses one that holds objects but no dbinit history.
-func (r *run) session(ctx context.Context, up bool) (*session, error) {
+// then connects.
+func (r *run) session(ctx context.Context) (*session, error) {
 	srv, target, closeAll, err := r.server(ctx)
 	if err != nil {
 		return nil, err
@@ -321,22 +337,13 @@ func (r *run) session(ctx context.Context, up bool) (*session, error) {
 	if err := srv.Reserved(r.cfg.Database); err != nil {
 		return fail(err)
 	}
-	s.migrator, err = migrate.New(target.Set, migrate.Options{Logger: r.log, Locker: target.Lock(r.cfg.Database), Version: version()})
+	s.migrator, err = migrate.New(target.Set, migrate.Options{Logger: r.log, Locker: target.Lock(r.cfg.Database), Version: version(),
+		DDLLockTimeout: r.cfg.DDLLockTimeout, DDLRetryTimeout: r.cfg.DDLRetryTimeout, StatementTimeout: r.cfg.StatementTimeout})
 	if err != nil {
 		return fail(err)
 	}
-	if up {
-		if _, err := srv.CreateIfMissing(ctx, target, r.cfg.Database); err != nil {
-			return fail(err)
-		}
-	}
 	if s.target, err = r.connectTo(srv.Conn())(ctx, r.cfg.Database); err != nil {
 		return fail(err)
-	}
-	if up {
-		if err := srv.CheckAdoptable(ctx, s.target); err != nil {
-			return fail(err)
-		}
 	}
 	return s, nil
 }
@@ -364,23 +371,55 @@ func (r *run) acceptInitServer() bool {
 // database's history, for status and plan, which change nothing: a database
 // that does not exist has no history.
 func (r *run) readHistory(ctx context.Context) (*migrate.Set, []migrate.Applied, bool, error) {
+	set, applied, exists, _, err := r.readAndVerify(ctx, false)
+	return set, applied, exists, err
+}
+
+// verification is what status says of migrate.Verify.
+type verification struct {
+	OK       bool     `json:"ok"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// readAndVerify is readHistory, and with verify also the state Verify
+// checks (nil when the database does not exist).
+func (r *run) readAndVerify(ctx context.Context, verify bool) (*migrate.Set, []migrate.Applied, bool, *verification, error) {
 	set, err := migrate.LoadDir(r.cfg.Dir)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, false, nil, err
 	}
 	cc, err := r.cfg.ConnConfig()
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, false, nil, err
 	}
 	conn, err := dbconn.Connect(ctx, dbconn.ForDatabase(cc, r.cfg.Database), dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
 	var noDB *dbconn.NoDatabaseError
 	if errors.As(err, &noDB) {
-		return set, nil, false, nil
+		return set, nil, false, nil, nil
 	}
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, false, nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	applied, err := migrate.ReadHistory(ctx, conn)
-	return set, applied, true, err
+	if err != nil || !verify {
+		return set, applied, true, nil, err
+	}
+	// What is applied must be as the files say; what is pending is for up.
+	v := &verification{OK: true}
+	if len(applied) == 0 {
+		return set, applied, true, v, nil
+	}
+	var highest int64
+	for _, a := range applied {
+		highest = max(highest, a.Version)
+	}
+	var ve *migrate.VerifyError
+	switch err := migrate.Verify(ctx, conn, set, highest); {
+	case errors.As(err, &ve):
+		v.OK, v.Problems = false, ve.Problems
+	case err != nil:
+		return nil, nil, false, nil, err
+	}
+	return set, applied, true, v, nil
 }

@@ -36,33 +36,41 @@ func ExitCode(err error) int {
 		return ExitOK
 	}
 	var (
-		usage   *usageError
-		cfgErr  *config.Error
-		loadErr *migrate.LoadError
-		planErr *migrate.PlanError
-		sqlErr  *migrate.SQLError
-		waitErr *dbconn.WaitError
-		noDB    *dbconn.NoDatabaseError
-		noTLS   *dbconn.TLSRefusedError
-		drift   *migrate.DriftError
-		lockErr *migrate.LockTimeoutError
-		lost    *migrate.ConnectionLostError
-		nameErr *migrate.NameError
-		refused *provision.RefusedError
-		exists  *provision.ExistsError
-		role    *provision.MissingRoleError
-		pgErr   *pgconn.PgError
+		usage    *usageError
+		cfgErr   *config.Error
+		loadErr  *migrate.LoadError
+		planErr  *migrate.PlanError
+		sqlErr   *migrate.SQLError
+		waitErr  *dbconn.WaitError
+		noDB     *dbconn.NoDatabaseError
+		noTLS    *dbconn.TLSRefusedError
+		pooler   *dbconn.PoolerError
+		snap     *provision.SnapshotError
+		drift    *migrate.DriftError
+		lockErr  *migrate.LockTimeoutError
+		lost     *migrate.ConnectionLostError
+		ddlLock  *migrate.LockRetryError
+		lockGone *migrate.LockLostError
+		nameErr  *migrate.NameError
+		refused  *provision.RefusedError
+		exists   *provision.ExistsError
+		role     *provision.MissingRoleError
+		pgErr    *pgconn.PgError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
 	case errors.As(err, &usage), errors.As(err, &cfgErr), errors.As(err, &loadErr), errors.As(err, &planErr), errors.As(err, &noDB),
 		errors.As(err, &nameErr), errors.As(err, &refused), errors.As(err, &exists), errors.As(err, &role),
-		errors.As(err, &noTLS):
+		errors.As(err, &noTLS), errors.As(err, &pooler):
 		return ExitUsage
 	// Before SQLError: a session the server ended is not the file's fault.
 	case errors.As(err, &lost):
 		return ExitUnreachable
+	// Before SQLError too: a lock the application held for longer than the
+	// retries went on is transient, like another runner's lock.
+	case errors.As(err, &ddlLock), errors.As(err, &lockGone), errors.As(err, &snap) && snap.Busy:
+		return ExitLocked
 	// A failing migration is exit 1 whatever its SQLSTATE, even
 	// "permission denied" inside the file.
 	case errors.As(err, &sqlErr):
@@ -75,6 +83,9 @@ func ExitCode(err error) int {
 		return ExitLocked
 	case errors.As(err, &pgErr) && isAuthCode(pgErr.Code):
 		return ExitAuth
+	case dbconn.Lost(err):
+		// Outside a migration file: taking the lock, reading the history.
+		return ExitUnreachable
 	}
 	return ExitSQL
 }

@@ -40,12 +40,18 @@ func (r *run) server(ctx context.Context) (srv *provision.Server, target provisi
 	}
 	srv = provision.New(maint, provision.Options{Logger: r.log, Connect: r.connectTo(maint), Version: version()})
 	target = provision.Target{
-		Template:        r.cfg.Template,
-		Set:             set,
-		Lock:            provision.AdvisoryLocks(lockConn, r.cfg.LockTimeout, r.log),
-		Owner:           r.cfg.Owner,
-		Strategy:        r.cfg.CloneStrategy,
-		AllowOutOfOrder: r.cfg.AllowOutOfOrder,
+		Template:         r.cfg.Template,
+		Set:              set,
+		Lock:             provision.AdvisoryLocks(lockConn, r.cfg.LockTimeout, r.log),
+		Owner:            r.cfg.Owner,
+		Strategy:         r.cfg.CloneStrategy,
+		AllowOutOfOrder:  r.cfg.AllowOutOfOrder,
+		DDLLockTimeout:   r.cfg.DDLLockTimeout,
+		DDLRetryTimeout:  r.cfg.DDLRetryTimeout,
+		StatementTimeout: r.cfg.StatementTimeout,
+		Snapshot:         r.cfg.SnapshotMode(),
+		SnapshotKeep:     r.cfg.SnapshotKeep,
+		Dump:             r.dumper(),
 	}
 	return srv, target, closeAll, nil
 }
@@ -100,6 +106,19 @@ func cmdInit(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 			return err
 		}
 		defer closeAll()
+		if r.cfg.Production() {
+			if r.cfg.Reset {
+				return &usageError{"DBINIT_RESET=true has no meaning in production mode (DBINIT_TEMPLATE=none): dbinit never drops a production database"}
+			}
+			out, err := srv.Update(ctx, target, r.cfg.Database, 0)
+			if err != nil {
+				return err
+			}
+			r.log.Info("init done", "mode", "production", "template", "none",
+				"database", r.cfg.Database, "database_state", out.State, "files_applied", out.FilesApplied,
+				"duration_ms", time.Since(start).Milliseconds())
+			return nil
+		}
 		out, err := srv.Init(ctx, target, r.cfg.Database, r.cfg.Reset)
 		if err != nil {
 			return err
@@ -124,8 +143,14 @@ func cmdClone(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 			return &usageError{"dbinit clone needs exactly one database NAME"}
 		}
 		name := args[0]
+		if r.cfg.Production() {
+			return &usageError{"dbinit clone copies the template, and DBINIT_TEMPLATE=none (production mode) has none"}
+		}
 		if err := config.CheckName(name); err != nil {
 			return &usageError{"dbinit clone: " + err.Error()}
+		}
+		if name == r.cfg.Database {
+			return &usageError{fmt.Sprintf("dbinit clone: %q is the working database (DBINIT_DATABASE); clone makes other databases (DBINIT_RESET=true re-clones the working one, in development)", name)}
 		}
 		srv, target, closeAll, err := r.server(ctx)
 		if err != nil {

@@ -44,6 +44,16 @@ type Config struct {
 	// unix socket only, on purpose.
 	EntrypointMode bool `env:"DBINIT_ENTRYPOINT_MODE"`
 
+	// Migration statements on a live database.
+	DDLLockTimeout   time.Duration `env:"DBINIT_DDL_LOCK_TIMEOUT" envDefault:"5s"`  // lock_timeout of every migration statement; 0 = none
+	DDLRetryTimeout  time.Duration `env:"DBINIT_DDL_RETRY_TIMEOUT" envDefault:"5m"` // how long a file that hit the lock timeout is retried
+	StatementTimeout time.Duration `env:"DBINIT_STATEMENT_TIMEOUT"`                 // statement_timeout of every migration statement; 0 = none
+
+	// Before migrating a working database that has data.
+	Snapshot     string `env:"DBINIT_SNAPSHOT"`                     // "auto", "always" or "never"; "" = auto in production mode, never otherwise
+	SnapshotKeep int    `env:"DBINIT_SNAPSHOT_KEEP" envDefault:"3"` // how many of dbinit's snapshots of the working database to keep
+	DumpDir      string `env:"DBINIT_DUMP_DIR"`                     // where pg_dump -Fc writes a dump before migrating; "" = no dump
+
 	// env is the environment the configuration was read from; the libpq
 	// variables are taken from it when DatabaseURL is unset.
 	env map[string]string
@@ -107,10 +117,30 @@ func (c *Config) Validate() error {
 	if c.LockTimeout <= 0 {
 		return errorf("DBINIT_LOCK_TIMEOUT must be positive, not %s", c.LockTimeout)
 	}
-	for _, n := range []struct{ what, name string }{{"DBINIT_DATABASE", c.Database}, {"DBINIT_TEMPLATE", c.Template}} {
+	names := []struct{ what, name string }{{"DBINIT_DATABASE", c.Database}}
+	if !c.Production() {
+		names = append(names, struct{ what, name string }{"DBINIT_TEMPLATE", c.Template})
+	}
+	for _, n := range names {
 		if err := CheckName(n.name); err != nil {
 			return errorf("%s: %v", n.what, err)
 		}
+	}
+	for _, d := range []struct {
+		what string
+		v    time.Duration
+	}{{"DBINIT_DDL_LOCK_TIMEOUT", c.DDLLockTimeout}, {"DBINIT_DDL_RETRY_TIMEOUT", c.DDLRetryTimeout}, {"DBINIT_STATEMENT_TIMEOUT", c.StatementTimeout}} {
+		if d.v < 0 {
+			return errorf("%s must not be negative, not %s", d.what, d.v)
+		}
+	}
+	switch c.Snapshot {
+	case "", SnapshotAuto, SnapshotAlways, SnapshotNever:
+	default:
+		return errorf("DBINIT_SNAPSHOT must be auto, always or never, not %q", c.Snapshot)
+	}
+	if c.SnapshotKeep < 1 {
+		return errorf("DBINIT_SNAPSHOT_KEEP must be 1 or more, not %d", c.SnapshotKeep)
 	}
 	if c.Database == c.Template {
 		return errorf("DBINIT_DATABASE and DBINIT_TEMPLATE must differ (both are %q)", c.Database)
@@ -119,6 +149,33 @@ func (c *Config) Validate() error {
 		return errorf("DBINIT_OWNER: name %q is longer than 63 bytes", c.Owner)
 	}
 	return nil
+}
+
+// NoTemplate is the DBINIT_TEMPLATE value of production mode: init
+// brings the working database up to date with up only, and builds no
+// template.
+const NoTemplate = "none"
+
+// Production reports production mode (DBINIT_TEMPLATE=none).
+func (c *Config) Production() bool { return c.Template == NoTemplate }
+
+// Snapshot modes.
+const (
+	SnapshotAuto   = "auto"   // snapshot when nobody else is connected; skip, with a warning, otherwise
+	SnapshotAlways = "always" // snapshot, or stop (exit 6) when others are connected
+	SnapshotNever  = "never"
+)
+
+// SnapshotMode is DBINIT_SNAPSHOT with its default applied: auto in
+// production mode, never otherwise.
+func (c *Config) SnapshotMode() string {
+	switch {
+	case c.Snapshot != "":
+		return c.Snapshot
+	case c.Production():
+		return SnapshotAuto
+	}
+	return SnapshotNever
 }
 
 // CheckName rejects database names PostgreSQL would truncate or refuse.

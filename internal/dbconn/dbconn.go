@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -112,6 +114,10 @@ func Connect(ctx context.Context, cc *pgx.ConnConfig, opts Options) (*pgx.Conn, 
 			if tlsRefused(err) {
 				return &TLSRefusedError{Target: Target(cc)}
 			}
+			var pooler *PoolerError
+			if errors.As(err, &pooler) {
+				return err
+			}
 			if !Retryable(err) {
 				var pgErr *pgconn.PgError
 				if errors.As(err, &pgErr) && pgErr.Code == "3D000" {
@@ -148,19 +154,63 @@ func connectOnce(ctx context.Context, cc *pgx.ConnConfig, acceptInit bool) (*pgx
 	if err != nil {
 		return nil, err
 	}
-	if acceptInit {
-		return conn, nil
-	}
-	var listen string
-	if err := conn.QueryRow(ctx, `SELECT current_setting('listen_addresses')`).Scan(&listen); err != nil {
+	fail := func(err error) (*pgx.Conn, error) {
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	if listen == "" {
-		conn.Close(context.WithoutCancel(ctx))
-		return nil, errInitServer
+	// One round trip for both checks, by the simple protocol: behind a
+	// transaction-mode pooler a prepared statement could land on another
+	// client's server session.
+	var listen string
+	var pid uint32
+	if err := conn.QueryRow(ctx, `SELECT current_setting('listen_addresses'), pg_backend_pid()`, pgx.QueryExecModeSimpleProtocol).Scan(&listen, &pid); err != nil {
+		return fail(err)
+	}
+	if listen == "" && !acceptInit {
+		return fail(errInitServer)
+	}
+	// The process id the server announced at connection (its cancel key)
+	// is not the session's: a pooler (PgBouncer) stands in between and
+	// gave its own. It must keep one server session per client.
+	if pid != conn.PgConn().PID() {
+		if err := checkPoolMode(ctx, cc, pid); err != nil {
+			return fail(err)
+		}
 	}
 	return conn, nil
+}
+
+// PoolerError says dbinit reaches the server through a connection pooler
+// that does not give each client a session of its own (PgBouncer's
+// pool_mode = transaction or statement): dbinit's lock, the session
+// settings every file starts from and its prepared statements would land
+// on other clients' sessions. Exit code 2.
+type PoolerError struct{ Target string }
+
+func (e *PoolerError) Error() string {
+	return fmt.Sprintf("%s is reached through a connection pooler in transaction (or statement) pooling mode: dbinit needs one server session for a whole run "+
+		"(its advisory lock, the session settings each file starts from, its prepared statements); nothing was run: "+
+		"connect dbinit to PostgreSQL directly, or through a pool in session mode (PgBouncer pool_mode = session)", e.Target)
+}
+
+// checkPoolMode tells a session-mode pooler from a transaction-mode one: a
+// second client of the same pool, asking right after the first one went
+// idle, gets the same server session only when sessions are shared between
+// clients (PgBouncer reuses the session released last).
+func checkPoolMode(ctx context.Context, cc *pgx.ConnConfig, firstPID uint32) error {
+	other, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return err
+	}
+	defer other.Close(context.WithoutCancel(ctx))
+	var pid uint32
+	if err := other.QueryRow(ctx, `SELECT pg_backend_pid()`, pgx.QueryExecModeSimpleProtocol).Scan(&pid); err != nil {
+		return err
+	}
+	if pid == firstPID {
+		return &PoolerError{Target: Target(cc)}
+	}
+	return nil
 }
 
 // Retryable says whether a connection error may go away by waiting: the
@@ -184,6 +234,23 @@ func Retryable(err error) bool {
 	// Anything below the protocol (refused, reset, DNS not yet resolvable,
 	// EOF while the server is going down) may go away.
 	return true
+}
+
+// Lost reports an error that means the connection to the server broke or
+// the server ended the session (a restart, an administrator, the network),
+// whatever dbinit was doing at the time.
+func Lost(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P01", "57P02", "57P03":
+			return true
+		}
+		return strings.HasPrefix(pgErr.Code, "08")
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		pgconn.SafeToRetry(err) || strings.Contains(err.Error(), "conn closed")
 }
 
 // Reason is a short, password-free description of a connection error.

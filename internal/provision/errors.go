@@ -1,8 +1,11 @@
 package provision
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/savvi-studio/dbinit/migrate"
 )
@@ -68,3 +71,27 @@ func (e *TemplateDriftError) Error() string {
 }
 
 func (e *TemplateDriftError) Unwrap() error { return e.Drift }
+
+// PrivilegeError says the server refused dbinit's role something it needs
+// (SQLSTATE 42501), and names the privilege. Exit code 4.
+type PrivilegeError struct {
+	Action string // "create the template's build database"
+	Need   string // "CREATEDB"
+	Err    error
+}
+
+func (e *PrivilegeError) Error() string {
+	return fmt.Sprintf("%s: the role needs %s: %v", e.Action, e.Need, e.Err)
+}
+
+func (e *PrivilegeError) Unwrap() error { return e.Err }
+
+// privilege turns a permission error of action into a *PrivilegeError
+// naming what is needed; other errors pass.
+func privilege(err error, action, need string) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		return &PrivilegeError{Action: action, Need: need, Err: pgErr}
+	}
+	return err
+}

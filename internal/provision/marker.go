@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,10 +44,12 @@ import (
 const (
 	KindTemplate = "template" // a complete template, also the previous one being dropped (<template>_old_<hex>)
 	KindBuild    = "build"    // a template being built, <template>_build_<hex>
+	KindOld      = "old"      // a replaced template on its way out, <template>_old_<hex>
 	KindCheck    = "check"    // a scratch copy of the template, to read its history, <template>_check_<hex>
 	KindWorking  = "working"  // the working database, created by init (clone) or up (empty)
 	KindClone    = "clone"    // a database made by `dbinit clone`
 	KindTest     = "test"     // a dbtest database
+	KindSnapshot = "snapshot" // a copy of the working database before migrating it, <database>_snap_<time>
 )
 
 // markerPrefix starts the comment of every database dbinit made.
@@ -80,7 +83,7 @@ func (m Marker) Comment() string {
 
 var (
 	templateMarkerRE = regexp.MustCompile(`^dbinit template; set=([0-9a-f]{64}); files=([0-9]+); latest=([0-9]+); built=(\S+) by dbinit (\S*)(?:; oid=([0-9]+); id=([0-9a-f]{32}))?$`)
-	otherMarkerRE    = regexp.MustCompile(`^dbinit (build|check|working|clone|test); created=(\S+) by dbinit (\S*); oid=([0-9]+); id=([0-9a-f]{32})$`)
+	otherMarkerRE    = regexp.MustCompile(`^dbinit (build|old|check|working|clone|test|snapshot); created=(\S+) by dbinit (\S*); oid=([0-9]+); id=([0-9a-f]{32})$`)
 )
 
 // ParseMarker reads a database comment. ok is false when the comment is not
@@ -198,7 +201,7 @@ func (s *Server) mark(ctx context.Context, name string, m Marker) (Marker, error
 	q := "COMMENT ON DATABASE " + dbconn.Ident(name) + " IS " + dbconn.Literal(m.Comment()) +
 		"; ALTER DATABASE " + dbconn.Ident(name) + " CONNECTION LIMIT -1"
 	if _, err := s.conn.Exec(ctx, q); err != nil {
-		return m, fmt.Errorf("mark database %s as dbinit's: %w", name, err)
+		return m, privilege(fmt.Errorf("mark database %s as dbinit's: %w", name, err), "mark database "+name, "ownership of the database (COMMENT ON DATABASE)")
 	}
 	return m, nil
 }
@@ -256,9 +259,12 @@ WHERE to_regclass('dbinit.origin') IS NOT NULL
 // it, dbinit.origin inside agrees. why says what is missing when it is not.
 func (s *Server) ours(ctx context.Context, d dbInfo, kinds ...string) (ok bool, why string, err error) {
 	m, valid := d.marker()
-	if !valid && d.creating() {
-		// Created by dbinit, which died before marking it: the callers
-		// only ask about names dbinit gives the kinds they accept.
+	if !valid && d.creating() && slices.ContainsFunc(kinds, func(k string) bool { return k == KindBuild || k == KindCheck || k == KindTest }) {
+		// Created by dbinit, which died before marking it. Only for the
+		// names dbinit generates (builds, scratch copies, test databases),
+		// which the callers have matched: a connection limit alone,
+		// which a person or a restored dump can set, never makes a
+		// working database or a clone dbinit's.
 		return true, "", nil
 	}
 	switch {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -284,5 +285,87 @@ func TestInterruptedCloneIsFinished(t *testing.T) {
 	}
 	if out, err := f.srv.Init(ctx, target, f.working, true); err != nil || out.State != StateReset {
 		t.Fatalf("reset: %+v, %v", out, err)
+	}
+}
+
+// hookLock runs a function the first time the lock of one name is taken.
+type hookLock struct {
+	inner LockFunc
+	name  string
+	once  sync.Once
+	fn    func()
+}
+
+func (h *hookLock) lock(name string) migrate.Locker {
+	if name == h.name {
+		h.once.Do(h.fn)
+	}
+	return h.inner(name)
+}
+
+// TestInitChecksADatabaseMadeWhileBuilding: a database someone creates
+// under the working database's name while the template builds is checked
+// like any existing one: with objects and no history, it is refused.
+func TestInitChecksADatabaseMadeWhileBuilding(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxFor(t)
+	target := f.target(twoFiles)
+	h := &hookLock{inner: target.Lock, name: f.template, fn: func() {
+		f.sql("CREATE DATABASE " + pgx.Identifier{f.working}.Sanitize())
+		c := f.db(f.working)
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)"); err != nil {
+			t.Error(err)
+		}
+	}}
+	target.Lock = h.lock
+	_, err := f.srv.Init(ctx, target, f.working, false)
+	var refused *RefusedError
+	if !errors.As(err, &refused) {
+		t.Fatalf("err = %v, want a RefusedError", err)
+	}
+	if n := query[int64](t, f.db(f.working), `SELECT count(*) FROM pg_namespace WHERE nspname = 'dbinit'`); n != 0 {
+		t.Fatal("the foreign database was migrated")
+	}
+}
+
+// TestConnectionLimitAloneIsNotAMarker: a database with dbinit's
+// creation-time connection limit (a person can set it, a restored dump
+// carries it) is not dbinit's working database: its comment stays, it is
+// not reset, and, holding data without history, it is refused.
+func TestConnectionLimitAloneIsNotAMarker(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxFor(t)
+	f.sql("CREATE DATABASE " + pgx.Identifier{f.working}.Sanitize() + " CONNECTION LIMIT 1999999937")
+	f.sql("COMMENT ON DATABASE " + pgx.Identifier{f.working}.Sanitize() + " IS 'invoices, keep'")
+	c := f.db(f.working)
+	if _, err := c.Exec(ctx, "CREATE TABLE invoices (id int); INSERT INTO invoices VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close(ctx)
+	var refused *RefusedError
+	for _, reset := range []bool{false, true} {
+		if _, err := f.srv.Init(ctx, f.target(twoFiles), f.working, reset); !errors.As(err, &refused) {
+			t.Fatalf("reset=%v: err = %v, want a RefusedError", reset, err)
+		}
+	}
+	if got := query[string](t, f.conn, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`, f.working); got != "invoices, keep" {
+		t.Fatalf("comment = %q", got)
+	}
+	if n := query[int64](t, f.db(f.working), `SELECT count(*) FROM invoices`); n != 1 {
+		t.Fatal("the data is gone")
+	}
+}
+
+func TestLongTemplateNamesKeepApart(t *testing.T) {
+	t.Parallel()
+	a, b := strings.Repeat("shop", 12)+"_a", strings.Repeat("shop", 12)+"_b"
+	if tempPrefix(a) == tempPrefix(b) {
+		t.Fatalf("%q and %q share the temporary prefix %q", a, b, tempPrefix(a))
+	}
+	if len(tempName(a, "check")) > 63 || !leftoverRE(a).MatchString(tempName(a, "build")) || leftoverRE(b).MatchString(tempName(a, "build")) {
+		t.Fatal("temporary names do not fit or cross over")
 	}
 }

@@ -77,7 +77,8 @@ func (s *Server) Exists(ctx context.Context, name string) (bool, error) {
 // user).
 func (s *Server) Create(ctx context.Context, name, owner string) error {
 	if _, err := s.conn.Exec(ctx, "CREATE DATABASE "+dbconn.Ident(name)+ownerClause(owner)+creatingClause); err != nil {
-		return ownerError(owner, fmt.Errorf("create database %s: %w", name, err))
+		return privilege(ownerError(owner, fmt.Errorf("create database %s: %w", name, err)),
+			"create database "+name, "CREATEDB (CREATE ROLE ... CREATEDB, or ALTER ROLE ... CREATEDB)")
 	}
 	return nil
 }
@@ -118,7 +119,8 @@ func (s *Server) Clone(ctx context.Context, template, name string, o CloneOption
 		}
 	}
 	if _, err := s.conn.Exec(ctx, q); err != nil {
-		return ownerError(o.Owner, fmt.Errorf("clone %s from %s: %w", name, template, err))
+		return privilege(ownerError(o.Owner, fmt.Errorf("clone %s from %s: %w", name, template, err)),
+			"create database "+name+" from "+template, "CREATEDB, and the source must be a template or owned by it")
 	}
 	return nil
 }
@@ -127,7 +129,8 @@ func (s *Server) Clone(ctx context.Context, template, name string, o CloneOption
 // databases it made, or that the user asked it to replace.
 func (s *Server) Drop(ctx context.Context, name string) error {
 	if _, err := s.conn.Exec(ctx, "DROP DATABASE IF EXISTS "+dbconn.Ident(name)+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("drop database %s: %w", name, err)
+		return privilege(fmt.Errorf("drop database %s: %w", name, err), "drop database "+name,
+			"ownership of the database, and the right to end its sessions (sessions of a superuser cannot be ended by other roles)")
 	}
 	return nil
 }
@@ -135,7 +138,7 @@ func (s *Server) Drop(ctx context.Context, name string) error {
 // DropTemplate removes a template database: unmarks it, then drops it.
 func (s *Server) DropTemplate(ctx context.Context, name string) error {
 	if _, err := s.conn.Exec(ctx, "ALTER DATABASE "+dbconn.Ident(name)+" IS_TEMPLATE false"); err != nil {
-		return fmt.Errorf("unmark template %s: %w", name, err)
+		return privilege(fmt.Errorf("unmark template %s: %w", name, err), "unmark template "+name, "ownership of the database")
 	}
 	return s.Drop(ctx, name)
 }
@@ -158,12 +161,25 @@ WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backen
 // database dbinit would create, fill, replace or drop: postgres,
 // template0, template1, and the maintenance database.
 func (s *Server) Reserved(name string) error {
+	if name == s.conn.Config().Database {
+		return s.reservedError(name)
+	}
+	return s.reservedExceptMaintenance(name)
+}
+
+// reservedExceptMaintenance is Reserved for production mode, where the
+// URL may name the working database itself.
+func (s *Server) reservedExceptMaintenance(name string) error {
 	switch name {
-	case "postgres", "template0", "template1", s.conn.Config().Database:
-		return &RefusedError{Database: name, Reason: "is a database PostgreSQL or dbinit needs for itself (postgres, template0, template1 and the maintenance database are never migrated, replaced or dropped)",
-			Hint: "choose another name (DBINIT_DATABASE, DBINIT_TEMPLATE, --database)"}
+	case "postgres", "template0", "template1":
+		return s.reservedError(name)
 	}
 	return nil
+}
+
+func (s *Server) reservedError(name string) error {
+	return &RefusedError{Database: name, Reason: "is a database PostgreSQL or dbinit needs for itself (postgres, template0, template1 and the maintenance database are never migrated, replaced or dropped)",
+		Hint: "choose another name (DBINIT_DATABASE, DBINIT_TEMPLATE, --database)"}
 }
 
 // ownerError turns "role does not exist" for the owner into a

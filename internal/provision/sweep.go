@@ -130,7 +130,7 @@ func (s *Server) SweepTestDatabases(ctx context.Context, sw Sweep) error {
 			if n, err := s.sessions(ctx, d.Name); err != nil || n > 0 {
 				continue
 			}
-			if ok, _, err := s.ours(ctx, d, KindBuild, KindTemplate, KindCheck); err != nil || !ok {
+			if ok, _, err := s.ours(ctx, d, KindBuild, KindOld, KindCheck); err != nil || !ok {
 				continue
 			}
 			if err := s.Drop(ctx, d.Name); err != nil {

@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -42,6 +43,16 @@ type Target struct {
 	// applied file edited or removed). Without it that is a
 	// *TemplateDriftError; a folder that only adds files is always built.
 	Rebuild bool
+	// Timeouts of migration statements on the working database and clones
+	// (see migrate.Options); template builds run on a private database and
+	// need none.
+	DDLLockTimeout, DDLRetryTimeout, StatementTimeout time.Duration
+	// Before files are applied to an existing working database: a snapshot
+	// (SnapshotNever, SnapshotAuto, SnapshotAlways; keeping SnapshotKeep of
+	// them) and, when Dump is set, a dump (it returns the file written).
+	Snapshot     string
+	SnapshotKeep int
+	Dump         func(ctx context.Context, database string) (path string, err error)
 }
 
 // TemplateOutcome says what EnsureTemplate did.
@@ -203,20 +214,16 @@ func leftoverRE(name string) *regexp.Regexp {
 	return regexp.MustCompile(`^` + regexp.QuoteMeta(tempPrefix(name)) + `_(build|old|check)_[0-9a-f]{8}$`)
 }
 
-// tempPrefix keeps temporary names within 63 bytes.
+// tempPrefix keeps temporary names within 63 bytes. A long name is cut and
+// ends with 8 hex digits of its hash, so two long names that share their
+// beginning never take each other's temporary databases for their own.
 func tempPrefix(name string) string {
 	const room = 63 - len("_check_") - 8
-	if len(name) > room {
-		name = name[:room]
-		// Do not cut a UTF-8 sequence in half.
-		for len(name) > 0 && name[len(name)-1]&0xC0 == 0x80 {
-			name = name[:len(name)-1]
-		}
-		if len(name) > 0 && name[len(name)-1] >= 0xC0 {
-			name = name[:len(name)-1]
-		}
+	if len(name) <= room {
+		return name
 	}
-	return name
+	sum := sha256.Sum256([]byte(name))
+	return truncateUTF8(name, room-9) + "_" + hex.EncodeToString(sum[:4])
 }
 
 func tempName(name, kind string) string {
@@ -280,7 +287,10 @@ func (s *Server) dropLeftovers(ctx context.Context, name string) {
 			s.log.Warn("leaving a build database that is in use", "database", d.Name, "sessions", n)
 			continue
 		}
-		ok, why, err := s.ours(ctx, d, KindBuild, KindTemplate, KindCheck)
+		// Not KindTemplate: a template a DBA renamed to keep it (its marker
+		// goes with it) is theirs now; dbinit marks its own replaced
+		// template as old in the swap.
+		ok, why, err := s.ours(ctx, d, KindBuild, KindOld, KindCheck)
 		if err != nil || !ok {
 			if err != nil {
 				why = err.Error()
@@ -357,21 +367,48 @@ func (s *Server) swap(ctx context.Context, name, buildName string, m Marker, rep
 		// then end whoever is still inside (a connection held open to the
 		// template must not block the rebuild).
 		if _, err := s.conn.Exec(ctx, "ALTER DATABASE "+dbconn.Ident(name)+" ALLOW_CONNECTIONS false"); err != nil {
-			return fmt.Errorf("close template %s to new connections: %w", name, err)
+			return privilege(fmt.Errorf("close template %s to new connections: %w", name, err), "close template "+name, "ownership of the template")
 		}
 		if err := s.terminate(ctx, name); err != nil {
 			return err
 		}
 	}
+	// The build is private, but a pooler in session mode (PgBouncer) keeps
+	// the server session dbinit's build connection used: end it.
+	if _, err := s.conn.Exec(ctx, "ALTER DATABASE "+dbconn.Ident(buildName)+" ALLOW_CONNECTIONS false"); err != nil {
+		return privilege(fmt.Errorf("close build %s to new connections: %w", buildName, err), "close build "+buildName, "ownership of the build database")
+	}
+	if err := s.terminate(ctx, buildName); err != nil {
+		return err
+	}
+	// The replaced template is marked old in the same transaction, so that
+	// only a replaced template dbinit renamed counts as its leftover.
+	var oldComment string
+	if replace {
+		if d, ok, err := s.info(ctx, name); err == nil && ok {
+			if om, ok := d.templateMarker(); ok {
+				om.Kind, om.Created = KindOld, time.Now().UTC().Truncate(time.Second)
+				if om.OID == 0 { // a template of a dbinit from before the markers
+					om.OID, om.ID, om.Version = d.OID, newMarkerID(), s.version
+				}
+				oldComment = om.Comment()
+			}
+		}
+	}
 	// 55006: a session still starting up on the old template, which
 	// pg_stat_activity did not show yet. End it and try again.
 	err := retry.Do(ctx, retry.Policy{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Attempts: 5}, func(ctx context.Context, a retry.Attempt) error {
-		if a.N > 1 && replace {
-			if err := s.terminate(ctx, name); err != nil {
+		if a.N > 1 {
+			if err := s.terminate(ctx, buildName); err != nil {
 				return err
 			}
+			if replace {
+				if err := s.terminate(ctx, name); err != nil {
+					return err
+				}
+			}
 		}
-		err := s.swapOnce(ctx, name, buildName, trash, m.Comment(), replace)
+		err := s.swapOnce(ctx, name, buildName, trash, m.Comment(), oldComment, replace)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
 			return retry.Again(err)
@@ -383,7 +420,8 @@ func (s *Server) swap(ctx context.Context, name, buildName string, m Marker, rep
 		err = ex.Last
 	}
 	if err != nil {
-		return fmt.Errorf("swap in template %s: %w", name, err)
+		return privilege(fmt.Errorf("swap in template %s: %w", name, err), "swap in template "+name,
+			"ownership of the old template (ALTER DATABASE ... RENAME, IS_TEMPLATE)")
 	}
 	s.log.Info("template ready", "template", name, "set", m.Set[:12])
 	if trash != "" {
@@ -395,13 +433,16 @@ func (s *Server) swap(ctx context.Context, name, buildName string, m Marker, rep
 }
 
 // swapOnce renames and marks in one transaction.
-func (s *Server) swapOnce(ctx context.Context, name, buildName, trash, comment string, oldExists bool) error {
+func (s *Server) swapOnce(ctx context.Context, name, buildName, trash, comment, oldComment string, oldExists bool) error {
 	return pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
 		stmts := []string{}
 		if oldExists {
 			stmts = append(stmts,
 				"ALTER DATABASE "+dbconn.Ident(name)+" IS_TEMPLATE false",
 				"ALTER DATABASE "+dbconn.Ident(name)+" RENAME TO "+dbconn.Ident(trash))
+			if oldComment != "" {
+				stmts = append(stmts, "COMMENT ON DATABASE "+dbconn.Ident(trash)+" IS "+dbconn.Literal(oldComment))
+			}
 		}
 		stmts = append(stmts,
 			"ALTER DATABASE "+dbconn.Ident(buildName)+" RENAME TO "+dbconn.Ident(name),
@@ -420,7 +461,7 @@ func (s *Server) swapOnce(ctx context.Context, name, buildName, trash, comment s
 // terminate ends every session on database name and waits, up to 10s,
 // until they are gone.
 func (s *Server) terminate(ctx context.Context, name string) error {
-	err := retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Max: 100 * time.Millisecond, Timeout: 10 * time.Second}, func(ctx context.Context, a retry.Attempt) error {
+	err := retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Max: 100 * time.Millisecond, Timeout: 10 * time.Second}, func(_ context.Context, a retry.Attempt) error {
 		var left int
 		err := s.conn.QueryRow(ctx, `
 SELECT count(*) FROM (
@@ -433,7 +474,7 @@ SELECT count(*) FROM (
 			return nil
 		}
 		if a.N == 1 {
-			s.log.Warn("ended sessions connected to the old template", "template", name, "sessions", left)
+			s.log.Warn("ended the sessions on a database dbinit renames", "database", name, "sessions", left)
 		}
 		return retry.Again(fmt.Errorf("%d still connected", left))
 	})

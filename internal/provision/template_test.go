@@ -118,7 +118,7 @@ func TestRebuildWithConnectionHeld(t *testing.T) {
 	if !strings.Contains(comment, "files=3") {
 		t.Fatalf("template comment = %q", comment)
 	}
-	if !strings.Contains(f.log.String(), "ended sessions connected to the old template") {
+	if !strings.Contains(f.log.String(), "ended the sessions on a database dbinit renames") {
 		t.Fatalf("ending the session was not logged:\n%s", f.log)
 	}
 }
@@ -186,8 +186,11 @@ func TestLeftoversRemoved(t *testing.T) {
 	f.leftover(dead, KindBuild)
 	f.leftover(busy, KindBuild)
 	// A replaced template that a SIGTERM right after the swap left: marked
-	// as a template, closed to connections like the template was.
-	f.leftover(old, KindTemplate)
+	// old by the swap, closed to connections like the template was.
+	f.leftover(old, KindOld)
+	// A template a DBA renamed to keep: its marker says template; theirs now.
+	renamed := f.template + "_old_20251231"
+	f.leftover(renamed, KindTemplate)
 	if _, err := f.conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{old}.Sanitize()+" ALLOW_CONNECTIONS false"); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +211,7 @@ func TestLeftoversRemoved(t *testing.T) {
 	if !strings.Contains(f.log.String(), "dropping leftover of an interrupted build") {
 		t.Fatalf("leftover not reported:\n%s", f.log)
 	}
-	for name, want := range map[string]bool{dead: false, old: false, unmarked: false, busy: true, lookalike: true, backup: true} {
+	for name, want := range map[string]bool{dead: false, old: false, unmarked: false, busy: true, lookalike: true, backup: true, renamed: true} {
 		if got, err := f.srv.Exists(ctx, name); err != nil || got != want {
 			t.Errorf("%s exists = %v (%v), want %v", name, got, err, want)
 		}

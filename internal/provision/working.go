@@ -27,6 +27,7 @@ type InitOutcome struct {
 	State         string // StateCreated, StateReset, StateUpdated or StateUnchanged
 	FilesApplied  int    // files applied to the working database itself
 	CloneDuration time.Duration
+	Result        *migrate.Result // of the files applied to the working database; nil when none were planned
 }
 
 // Init is `dbinit init`: build or reuse the template, then bring the
@@ -41,63 +42,25 @@ func (s *Server) Init(ctx context.Context, t Target, database string, reset bool
 	if err := s.checkWorkingName(t, database); err != nil {
 		return out, err
 	}
-	d, exists, err := s.info(ctx, database)
+	w, err := s.openWorking(ctx, t, database, reset, 0)
+	defer w.close(ctx)
 	if err != nil {
 		return out, err
 	}
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.WithoutCancel(ctx))
-		}
-	}()
-	var origin *Marker
-	if exists && !reset && d.creating() {
-		// An earlier run created it (a clone, or up's empty database) and
-		// was killed before marking it: finish that.
-		m, err := s.mark(ctx, database, Marker{Kind: KindWorking})
-		if err != nil {
-			return out, err
-		}
-		s.log.Info("marked a working database an interrupted run created", "database", database)
-		origin = &m
-	}
-	switch {
-	case exists && reset:
-		if ok, why, err := s.ours(ctx, d, KindWorking, KindClone); err != nil {
-			return out, err
-		} else if !ok {
-			return out, &RefusedError{Database: database, Reason: "would be dropped for DBINIT_RESET, but " + why,
-				Hint: "dbinit drops only databases it made; drop it yourself if you mean it, or unset DBINIT_RESET"}
-		}
+	if reset && w.exists {
 		t.Rebuild = true // everything is made anew from the folder
-	case exists:
-		// Drift and a foreign database stop the run before the template is
-		// touched.
-		if conn, err = s.connect(ctx, database); err != nil {
-			return out, err
-		}
-		if err := s.CheckAdoptable(ctx, conn); err != nil {
-			return out, err
-		}
-		applied, err := migrate.ReadHistory(ctx, conn)
-		if err != nil {
-			return out, err
-		}
-		if _, err := migrate.PlanUp(t.Set, applied, migrate.UpOptions{AllowOutOfOrder: t.AllowOutOfOrder}); err != nil {
-			return out, err
-		}
 	}
 	tmpl, err := s.EnsureTemplate(ctx, t)
 	out.Template = tmpl
 	if err != nil {
 		return out, err
 	}
-	if !exists || reset {
-		if reset && exists {
+	if !w.exists || reset {
+		if reset && w.exists {
 			s.log.Warn("DBINIT_RESET=true: DROPPING the working database and every row in it, then cloning it again from the template",
 				"database", database)
 		}
+		w.close(ctx) // a drop must not wait for our own session
 		t0 := time.Now()
 		m, created, err := s.cloneLocked(ctx, t, database, reset, KindWorking)
 		if err != nil {
@@ -106,34 +69,173 @@ func (s *Server) Init(ctx context.Context, t Target, database string, reset bool
 		out.CloneDuration = time.Since(t0)
 		switch {
 		case created && reset:
-			out.State, origin = StateReset, &m
+			out.State, w.origin = StateReset, &m
 		case created:
-			out.State, origin = StateCreated, &m
+			out.State, w.origin = StateCreated, &m
+		default:
+			// Somebody else made it while the template was built: check it
+			// as any existing database before migrating it.
+			w.close(ctx)
+			if w, err = s.openWorking(ctx, t, database, false, 0); err != nil {
+				w.close(ctx)
+				return out, err
+			}
+			defer w.close(ctx)
 		}
 	}
 	// Also after a clone: another runner with other files (an older image)
 	// may have rebuilt the template between our build and our clone. Up
 	// takes no lock when nothing is pending, which is the normal case.
-	if origin != nil || conn == nil {
-		if conn != nil {
-			conn.Close(context.WithoutCancel(ctx))
-		}
-		if conn, err = s.connect(ctx, database); err != nil {
-			return out, err
-		}
+	return out, s.finishWorking(ctx, t, w, out)
+}
+
+// Update is `dbinit init` in production mode (no template): it brings the
+// working database up to date with up only. It creates the database, empty,
+// only when it does not exist (which needs CREATEDB); an existing one is
+// checked as Init checks it, snapshotted and dumped when asked, then
+// migrated. The working database may be the maintenance database here.
+//
+// to stops at that version (0 = all), for `dbinit up --to N`.
+func (s *Server) Update(ctx context.Context, t Target, database string, to int64) (*InitOutcome, error) {
+	out := &InitOutcome{Database: database, State: StateUnchanged}
+	if err := s.reservedExceptMaintenance(database); err != nil {
+		return out, err
 	}
-	applied, err := s.catchUp(ctx, t, conn, database, origin)
+	exists, err := s.Exists(ctx, database)
 	if err != nil {
 		return out, err
 	}
-	out.FilesApplied = applied
-	if applied > 0 && out.State == StateUnchanged {
-		out.State = StateUpdated
+	if !exists {
+		created, err := s.CreateIfMissing(ctx, t, database)
+		if err != nil {
+			return out, err
+		}
+		if created {
+			out.State = StateCreated
+		}
 	}
-	return out, nil
+	w, err := s.openWorking(ctx, t, database, false, to)
+	defer w.close(ctx)
+	if err != nil {
+		return out, err
+	}
+	return out, s.finishWorking(ctx, t, w, out)
 }
 
-// checkWorkingName refuses names dbinit must never migrate or replace.
+// working is the working database while Init or Update works on it.
+type working struct {
+	name    string
+	exists  bool      // it existed when the run started
+	conn    *pgx.Conn // open while it is checked and migrated
+	origin  *Marker   // to write into dbinit.origin: it was just made (or marked)
+	pending int       // files the plan would apply to it
+	to      int64     // apply up to this version; 0 = all
+}
+
+func (w *working) close(ctx context.Context) {
+	if w.conn != nil {
+		w.conn.Close(context.WithoutCancel(ctx))
+		w.conn = nil
+	}
+}
+
+// openWorking looks at an existing working database before anything is
+// built: it must be dbinit's to migrate (history, or empty) and its history
+// must agree with the folder (drift stops the run here). With reset, it must
+// be dbinit's own, to be dropped.
+func (s *Server) openWorking(ctx context.Context, t Target, database string, reset bool, to int64) (*working, error) {
+	w := &working{name: database, to: to}
+	d, exists, err := s.info(ctx, database)
+	if err != nil {
+		return w, err
+	}
+	w.exists = exists
+	if !exists {
+		return w, nil
+	}
+	if reset {
+		if ok, why, err := s.ours(ctx, d, KindWorking, KindClone); err != nil {
+			return w, err
+		} else if !ok {
+			return w, &RefusedError{Database: database, Reason: "would be dropped for DBINIT_RESET, but " + why,
+				Hint: "dbinit drops only databases it made; drop it yourself if you mean it, or unset DBINIT_RESET"}
+		}
+		return w, nil
+	}
+	if w.conn, err = s.connect(ctx, database); err != nil {
+		return w, err
+	}
+	if err := s.CheckAdoptable(ctx, w.conn); err != nil {
+		return w, err
+	}
+	applied, err := migrate.ReadHistory(ctx, w.conn)
+	if err != nil {
+		return w, err
+	}
+	plan, err := migrate.PlanUp(t.Set, applied, migrate.UpOptions{To: w.to, AllowOutOfOrder: t.AllowOutOfOrder})
+	if err != nil {
+		return w, err
+	}
+	w.pending = len(plan.Steps)
+	if d.creating() {
+		// An earlier run created it (a clone, or up's empty database) and
+		// was killed before marking it; it passed the checks of any
+		// existing database above. Finish the marking, under its lock.
+		unlock, err := t.Lock(database).Lock(ctx)
+		if err != nil {
+			return w, err
+		}
+		defer func() { _ = unlock(context.WithoutCancel(ctx)) }()
+		if d2, ok, err := s.info(ctx, database); err != nil || !ok || d2.OID != d.OID || !d2.creating() {
+			return w, err // marked by another runner meanwhile, or gone
+		}
+		m, err := s.mark(ctx, database, Marker{Kind: KindWorking})
+		if err != nil {
+			return w, err
+		}
+		s.log.Info("marked a working database an interrupted run created", "database", database)
+		w.origin = &m
+	}
+	return w, nil
+}
+
+// finishWorking snapshots and dumps an existing working database that has
+// files pending (as the target asks), applies them, and verifies the
+// result.
+func (s *Server) finishWorking(ctx context.Context, t Target, w *working, out *InitOutcome) error {
+	if w.exists && w.pending > 0 && out.State == StateUnchanged {
+		w.close(ctx) // a copy needs the database to itself
+		if _, err := s.Snapshot(ctx, w.name, t.Snapshot, t.SnapshotKeep); err != nil {
+			return err
+		}
+		if t.Dump != nil {
+			path, err := t.Dump(ctx, w.name)
+			if err != nil {
+				return err
+			}
+			s.log.Info("dump written before migrating", "database", w.name, "file", path)
+		}
+	}
+	if w.conn == nil {
+		var err error
+		if w.conn, err = s.connect(ctx, w.name); err != nil {
+			return err
+		}
+	}
+	res, err := s.migrateTo(ctx, t, w.conn, w.name, w.origin, w.to)
+	out.FilesApplied = len(res.FilesExecuted)
+	out.Result = res
+	if out.FilesApplied > 0 && out.State == StateUnchanged {
+		out.State = StateUpdated
+	}
+	if err != nil {
+		return err
+	}
+	return migrate.Verify(ctx, w.conn, t.Set, w.to)
+}
+
+// checkWorkingName refuses names dbinit must never migrate or replace in
+// template mode.
 func (s *Server) checkWorkingName(t Target, name string) error {
 	if name == t.Template {
 		return &RefusedError{Database: name, Reason: "is the template itself", Hint: "the working database and every clone need a name of their own"}
@@ -290,17 +392,24 @@ func (s *Server) cloneLocked(ctx context.Context, t Target, name string, replace
 // origin, when set, is the marker of a database just cloned: its row
 // replaces the one the clone inherited from the template.
 func (s *Server) catchUp(ctx context.Context, t Target, conn *pgx.Conn, name string, origin *Marker) (int, error) {
+	res, err := s.migrateTo(ctx, t, conn, name, origin, 0)
+	return len(res.FilesExecuted), err
+}
+
+// migrateTo applies what is pending up to version to (0 = all). The
+// Result is never nil.
+func (s *Server) migrateTo(ctx context.Context, t Target, conn *pgx.Conn, name string, origin *Marker, to int64) (*migrate.Result, error) {
 	if origin != nil {
 		if err := writeOrigin(ctx, conn, *origin); err != nil {
-			return 0, fmt.Errorf("mark %s as dbinit's: %w", name, err)
+			return &migrate.Result{Database: name}, fmt.Errorf("mark %s as dbinit's: %w", name, err)
 		}
 	}
-	m, err := migrate.New(t.Set, migrate.Options{Logger: s.log, Locker: t.Lock(name), Version: s.version})
+	m, err := migrate.New(t.Set, migrate.Options{Logger: s.log, Locker: t.Lock(name), Version: s.version,
+		DDLLockTimeout: t.DDLLockTimeout, DDLRetryTimeout: t.DDLRetryTimeout, StatementTimeout: t.StatementTimeout})
 	if err != nil {
-		return 0, err
+		return &migrate.Result{Database: name}, err
 	}
-	res, err := m.Up(ctx, conn, migrate.UpOptions{AllowOutOfOrder: t.AllowOutOfOrder})
-	return len(res.FilesExecuted), err
+	return m.Up(ctx, conn, migrate.UpOptions{To: to, AllowOutOfOrder: t.AllowOutOfOrder})
 }
 
 // userObjects says whether a database holds anything of its users: a

@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/savvi-studio/dbinit/internal/config"
+	"github.com/savvi-studio/dbinit/internal/dbconn"
+)
+
+// lookPath finds an executable in the PATH of dbinit's environment (which
+// is the process's, except in tests).
+func lookPath(name, path string) (string, error) {
+	for _, dir := range filepath.SplitList(path) {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
+}
+
+// sslmode is the sslmode the configuration names, if it names one.
+func (r *run) sslmode() string {
+	if u, err := url.Parse(r.cfg.DatabaseURL); err == nil && u.Scheme != "" {
+		return u.Query().Get("sslmode")
+	}
+	return r.environ["PGSSLMODE"]
+}
+
+// dumper returns what writes a pg_dump of a database before it is
+// migrated, when DBINIT_DUMP_DIR asks for one: pg_dump -Fc into
+// <dir>/<database>_<UTC time>.dump. The password goes to pg_dump in its
+// environment (PGPASSWORD), never on its command line.
+func (r *run) dumper() func(ctx context.Context, database string) (string, error) {
+	if r.cfg.DumpDir == "" {
+		return nil
+	}
+	return func(ctx context.Context, database string) (string, error) {
+		bin, err := lookPath("pg_dump", r.environ["PATH"])
+		if err != nil {
+			return "", &config.Error{Msg: "DBINIT_DUMP_DIR is set, but pg_dump is not on the PATH: the dbinit image (FROM scratch) has none; " +
+				"run dbinit from the postgres image (Dockerfile.postgres), or rely on DBINIT_SNAPSHOT"}
+		}
+		cc, err := r.cfg.ConnConfig()
+		if err != nil {
+			return "", err
+		}
+		sslmode := r.sslmode()
+		if sslmode == "" {
+			sslmode = "disable"
+			switch {
+			case cc.TLSConfig == nil:
+			case slices.ContainsFunc(cc.Fallbacks, func(f *pgconn.FallbackConfig) bool { return f.TLSConfig == nil }):
+				sslmode = "prefer"
+			case cc.TLSConfig.InsecureSkipVerify:
+				sslmode = "require"
+			default:
+				sslmode = "verify-full"
+			}
+		}
+		path := filepath.Join(r.cfg.DumpDir, fmt.Sprintf("%s_%s.dump", database, time.Now().UTC().Format("20060102T150405")))
+		cmd := exec.CommandContext(ctx, bin, "--format=custom", "--no-password", "--file="+path)
+		cmd.Env = append(os.Environ(),
+			"PGHOST="+cc.Host, "PGPORT="+strconv.Itoa(int(cc.Port)), "PGUSER="+cc.User, "PGDATABASE="+database,
+			"PGPASSWORD="+cc.Password, "PGSSLMODE="+sslmode, "PGAPPNAME=dbinit (pg_dump)")
+		t0 := time.Now()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			os.Remove(path)
+			return "", fmt.Errorf("pg_dump of %s into %s failed (%v); nothing was migrated: %s", dbconn.Ident(database), r.cfg.DumpDir, err, out)
+		}
+		r.log.Info("pg_dump done", "database", database, "file", path, "duration_ms", time.Since(t0).Milliseconds())
+		return path, nil
+	}
+}
