@@ -142,7 +142,7 @@ func resultFromHistory(set *migrate.Set, applied []migrate.Applied, database str
 	}
 	for _, m := range set.Migrations {
 		a, ok := byVersion[m.Version]
-		if !ok || a.State != migrate.StateApplied || a.Checksum != m.Up.Checksum {
+		if !ok || a.State != migrate.StateApplied || !m.Up.Matches(a) {
 			return res, fmt.Errorf("dbtest: %s is not recorded as applied in the template", m.Up.Path)
 		}
 		d := time.Duration(a.ExecutionMS) * time.Millisecond

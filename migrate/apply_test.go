@@ -326,7 +326,7 @@ func TestBaseline(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := newMigrator(t, set)
-	res, err := m.Baseline(ctx(t), conn, 2)
+	res, err := m.Baseline(ctx(t), conn, migrate.BaselineOptions{Version: 2})
 	if err != nil || len(res.FilesExecuted) != 2 {
 		t.Fatalf("baseline: %v %+v", err, res)
 	}
@@ -334,8 +334,23 @@ func TestBaseline(t *testing.T) {
 	if err != nil || len(res.FilesExecuted) != 1 || res.FilesExecuted[0] != "db/003_c.sql" {
 		t.Fatalf("up after baseline: %v %+v", err, res)
 	}
-	if _, err := m.Baseline(ctx(t), conn, 2); err == nil {
+	if _, err := m.Baseline(ctx(t), conn, migrate.BaselineOptions{Version: 2}); err == nil {
 		t.Fatal("baseline below recorded versions must be refused")
+	}
+	// A history up to 3 and files 4 and 5: a baseline at 5 would mark 4
+	// and 5 applied without running them; only with Force.
+	set = load(t, map[string]string{
+		"001_a.sql": "CREATE TABLE a (id int);", "002_b.sql": "CREATE TABLE b (id int);", "003_c.sql": "CREATE TABLE c (id int);",
+		"004_d.sql": "CREATE TABLE d (id int);", "005_e.sql": "CREATE TABLE e (id int);",
+	})
+	m = newMigrator(t, set)
+	_, err = m.Baseline(ctx(t), conn, migrate.BaselineOptions{Version: 5})
+	var pe *migrate.PlanError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "004_d.sql, 005_e.sql") || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("err = %v, want a PlanError naming what would be skipped", err)
+	}
+	if res, err := m.Baseline(ctx(t), conn, migrate.BaselineOptions{Version: 5, Force: true}); err != nil || len(res.FilesExecuted) != 2 {
+		t.Fatalf("forced: %+v, %v", res, err)
 	}
 }
 

@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS dbinit.schema_migrations (
     applied_by       text        NOT NULL DEFAULT current_user,
     dbinit_version   text        NOT NULL DEFAULT ''
 );
-COMMENT ON TABLE dbinit.schema_migrations IS 'dbinit history format 1';`
+-- Format 2: which checksum a row records (older rows: the file's bytes).
+ALTER TABLE dbinit.schema_migrations ADD COLUMN IF NOT EXISTS checksum_kind text NOT NULL DEFAULT 'bytes';
+COMMENT ON TABLE dbinit.schema_migrations IS 'dbinit history format 2';`
 
 // ReadHistory returns the rows of a database's history table, none when it
 // does not exist yet.
@@ -41,16 +43,16 @@ func ReadHistory(ctx context.Context, conn *pgx.Conn) ([]Applied, error) {
 		return nil, nil
 	}
 	rows, err := conn.Query(ctx, `
-SELECT version, name, checksum, state, statements_done, statements_total,
+SELECT version, name, checksum, coalesce(to_jsonb(h) ->> 'checksum_kind', 'bytes'), state, statements_done, statements_total,
        coalesce(prefix_checksum, ''), applied_at, execution_ms, applied_by
-FROM dbinit.schema_migrations ORDER BY version`)
+FROM dbinit.schema_migrations h ORDER BY version`)
 	if err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Applied, error) {
 		var a Applied
 		var state string
-		err := r.Scan(&a.Version, &a.Name, &a.Checksum, &state, &a.StatementsDone, &a.StatementsTotal,
+		err := r.Scan(&a.Version, &a.Name, &a.Checksum, &a.ChecksumKind, &state, &a.StatementsDone, &a.StatementsTotal,
 			&a.PrefixChecksum, &a.AppliedAt, &a.ExecutionMS, &a.AppliedBy)
 		a.State = State(state)
 		return a, err
@@ -82,10 +84,10 @@ const historyRaceMark = "dbinit: history row taken by another runner"
 const recordSQL = `
 WITH w AS (
 INSERT INTO dbinit.schema_migrations AS h
-    (version, name, checksum, state, statements_done, statements_total, prefix_checksum, execution_ms, applied_by, dbinit_version)
-VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, current_user || coalesce(' (' || nullif($9, '') || ')', ''), $10)
+    (version, name, checksum, checksum_kind, state, statements_done, statements_total, prefix_checksum, execution_ms, applied_by, dbinit_version)
+VALUES ($1, $2, $3, 'text', $4, $5, $6, nullif($7, ''), $8, current_user || coalesce(' (' || nullif($9, '') || ')', ''), $10)
 ON CONFLICT (version) DO UPDATE SET
-    name = EXCLUDED.name, checksum = EXCLUDED.checksum, state = EXCLUDED.state,
+    name = EXCLUDED.name, checksum = EXCLUDED.checksum, checksum_kind = EXCLUDED.checksum_kind, state = EXCLUDED.state,
     statements_done = EXCLUDED.statements_done, statements_total = EXCLUDED.statements_total,
     prefix_checksum = EXCLUDED.prefix_checksum, applied_at = now(),
     execution_ms = h.execution_ms + EXCLUDED.execution_ms, applied_by = EXCLUDED.applied_by,

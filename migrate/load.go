@@ -24,7 +24,7 @@ import (
 // historyFormat is the version of the history table's layout. It is part of
 // the migration-set hash, so a dbinit that records history differently never
 // reuses a template built by an older one.
-const historyFormat = 1
+const historyFormat = 2
 
 // directiveNoTransaction, as a leading comment line, runs a file statement by
 // statement outside a transaction.
@@ -43,9 +43,18 @@ type Script struct {
 	File          string      // name inside the folder, "007_add_users.sql"
 	Path          string      // name as shown to users, "db/007_add_users.sql"
 	SQL           string      // text sent to the server: the file without a UTF-8 BOM
-	Checksum      string      // hex SHA-256 of the file's bytes, as found on disk
+	// Checksum is the hex SHA-256 of the file's text with a leading
+	// byte-order mark dropped and line endings made "\n": a file checked out
+	// with CRLF on Windows has the same checksum.
+	Checksum string
+	// BytesChecksum is the hex SHA-256 of the file's bytes as found on disk,
+	// the checksum dbinit recorded before history format 2.
+	BytesChecksum string
 	NoTransaction bool        // the file starts with -- dbinit:no-transaction
 	Statements    []Statement // the statements, in order; comment-only pieces are left out
+	// Todo: the file still has the -- dbinit:todo line `dbinit new` writes:
+	// it is not written yet, and is refused when it would run.
+	Todo bool
 	// LockTimeout and StatementTimeout are the file's own -- dbinit:lock-timeout
 	// and -- dbinit:statement-timeout; nil when it sets none (the
 	// Migrator's apply).
@@ -265,7 +274,7 @@ func Load(fsys fs.FS, dir string) (*Set, error) {
 // parseScript checks one file and splits it into statements.
 func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 	sum := sha256.Sum256(raw)
-	s := &Script{File: file, Path: display, Checksum: hex.EncodeToString(sum[:])}
+	s := &Script{File: file, Path: display, BytesChecksum: hex.EncodeToString(sum[:]), Checksum: textChecksum(raw)}
 	at := func(src string, off int, msg string) Problem {
 		line, col := sqlsplit.Pos(src, off)
 		return Problem{Path: display, Line: line, Col: col, Msg: msg}
@@ -277,10 +286,9 @@ func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 		i := firstInvalidUTF8(raw)
 		return s, []Problem{at(string(raw[:i]), i, "is not valid UTF-8; save the file as UTF-8")}
 	}
+	// An empty or comment-only file is a no-op that is recorded like any
+	// other: projects keep such files to hold a version number.
 	text := strings.TrimPrefix(string(raw), "\uFEFF")
-	if strings.TrimSpace(text) == "" {
-		return s, []Problem{{Path: display, Msg: "file is empty"}}
-	}
 	s.SQL = text
 
 	var problems []Problem
@@ -288,6 +296,7 @@ func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 	problems = append(problems, directiveProblems...)
 	noTx := dirs.noTx
 	s.NoTransaction = noTx
+	s.Todo = dirs.todo
 	s.LockTimeout, s.StatementTimeout = dirs.lockTimeout, dirs.statementTimeout
 
 	if p := sqlsplit.Unterminated(text); p != nil {
@@ -328,12 +337,13 @@ func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 // fileDirectives are what a file's leading comment block asks for.
 type fileDirectives struct {
 	noTx             bool
+	todo             bool
 	lockTimeout      *time.Duration
 	statementTimeout *time.Duration
 }
 
 // knownDirectives lists the directives, for the message about an unknown one.
-const knownDirectives = "no-transaction, lock-timeout DURATION, statement-timeout DURATION"
+const knownDirectives = "no-transaction, lock-timeout DURATION, statement-timeout DURATION, todo"
 
 // directives reads "-- dbinit:..." lines. They count only in the leading
 // comment block; anywhere else they would silently do nothing, so they are
@@ -367,6 +377,8 @@ func directives(display, text string) (d fileDirectives, problems []Problem) {
 			bad("dbinit directives only count in the comment lines at the top of the file, before any SQL")
 		case m[1] == "no-transaction":
 			d.noTx = true
+		case m[1] == "todo":
+			d.todo = true
 		case m[1] == "lock-timeout":
 			d.lockTimeout = duration()
 		case m[1] == "statement-timeout":
@@ -378,17 +390,72 @@ func directives(display, text string) (d fileDirectives, problems []Problem) {
 	return d, problems
 }
 
+// normalize drops a leading byte-order mark and makes every line ending
+// "\n", so that a file's checksum does not depend on how git checked it
+// out.
+func normalize(raw []byte) []byte {
+	raw = bytes.TrimPrefix(raw, []byte("\uFEFF"))
+	if bytes.IndexByte(raw, '\r') < 0 {
+		return raw
+	}
+	raw = bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
+	return bytes.ReplaceAll(raw, []byte("\r"), []byte("\n"))
+}
+
+func textChecksum(raw []byte) string {
+	sum := sha256.Sum256(normalize(raw))
+	return hex.EncodeToString(sum[:])
+}
+
+// Checksum kinds recorded in the history (checksum_kind).
+const (
+	ChecksumText  = "text"  // Script.Checksum: line endings and a byte-order mark ignored
+	ChecksumBytes = "bytes" // Script.BytesChecksum: rows from before history format 2
+)
+
+// Matches reports whether the file is the one a history row recorded: by
+// the text checksum for rows that record one, and for older rows, which
+// recorded the bytes, by the bytes as they are or as they would be with LF
+// or CRLF line endings, with or without a byte-order mark.
+func (s *Script) Matches(a Applied) bool {
+	if a.ChecksumKind != ChecksumBytes {
+		return a.Checksum == s.Checksum
+	}
+	if a.Checksum == s.BytesChecksum {
+		return true
+	}
+	lf := []byte(strings.ReplaceAll(s.SQL, "\r\n", "\n"))
+	lf = bytes.ReplaceAll(lf, []byte("\r"), []byte("\n"))
+	crlf := bytes.ReplaceAll(lf, []byte("\n"), []byte("\r\n"))
+	for _, v := range [][]byte{lf, crlf} {
+		for _, bom := range []string{"", "\uFEFF"} {
+			sum := sha256.Sum256(append([]byte(bom), v...))
+			if hex.EncodeToString(sum[:]) == a.Checksum {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Hash identifies the migration set for template reuse: the history format
-// plus the version, name and bytes of every up file. A template built from the
-// same hash is the same database.
+// plus the version, name and text checksum of every up file. A template
+// built from the same hash is the same database.
 func (s *Set) Hash() string { return s.HashUpTo(s.Latest()) }
 
 // HashUpTo is the Hash of the set's files up to and including version: a
 // template built from a set whose Hash equals it holds exactly those files,
 // and this set adds only files after them.
-func (s *Set) HashUpTo(version int64) string {
+func (s *Set) HashUpTo(version int64) string { return s.hashUpTo(version, historyFormat) }
+
+// LegacyHashUpTo is HashUpTo as a dbinit before history format 2 computed
+// it (over the bytes checksums): a template it built holds the same files
+// when its set hash equals this.
+func (s *Set) LegacyHashUpTo(version int64) string { return s.hashUpTo(version, 1) }
+
+func (s *Set) hashUpTo(version int64, format int) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "dbinit-set\x00format=%d\x00", historyFormat)
+	fmt.Fprintf(h, "dbinit-set\x00format=%d\x00", format)
 	var buf [8]byte
 	for _, m := range s.Migrations {
 		if m.Version > version {
@@ -396,10 +463,31 @@ func (s *Set) HashUpTo(version int64) string {
 		}
 		binary.BigEndian.PutUint64(buf[:], uint64(m.Version))
 		h.Write(buf[:])
-		fmt.Fprintf(h, "%s\x00%s\x00", m.Name, m.Up.Checksum)
+		sum := m.Up.Checksum
+		if format == 1 {
+			sum = m.Up.BytesChecksum
+		}
+		fmt.Fprintf(h, "%s\x00%s\x00", m.Name, sum)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// Unwritten lists the files that still carry the -- dbinit:todo line of
+// `dbinit new`, as problems: running one would record an empty
+// migration, and writing it later would be drift.
+func (s *Set) Unwritten() []Problem {
+	var out []Problem
+	for _, m := range s.Migrations {
+		for _, sc := range []*Script{m.Up, m.Down} {
+			if sc != nil && sc.Todo {
+				out = append(out, Problem{Path: sc.Path, Msg: todoMsg})
+			}
+		}
+	}
+	return out
+}
+
+const todoMsg = "still has the -- dbinit:todo line that dbinit new writes: write the migration (and remove the line), or delete the file"
 
 // Latest returns the highest version in the set, 0 when it is empty.
 func (s *Set) Latest() int64 {

@@ -83,8 +83,6 @@ func TestLoadRejects(t *testing.T) {
 			[]string{"db/001_add users.sql"}},
 		{"version zero", map[string]string{"0_init.sql": "SELECT 1;"},
 			[]string{"db/0_init.sql", "version 0 is reserved"}},
-		{"empty", map[string]string{"001_a.sql": ""}, []string{"db/001_a.sql: file is empty"}},
-		{"whitespace only", map[string]string{"001_a.sql": " \n\t\r\n"}, []string{"db/001_a.sql: file is empty"}},
 		{"invalid utf-8", map[string]string{"001_a.sql": "SELECT 1;\nSELECT '\xff';"},
 			[]string{"db/001_a.sql:2:9: is not valid UTF-8"}},
 		{"nul byte", map[string]string{"001_a.sql": "SELECT 1;\n\x00"}, []string{"db/001_a.sql:2:1: contains a NUL byte"}},
@@ -106,7 +104,7 @@ func TestLoadRejects(t *testing.T) {
 			[]string{"db/001_a.sql:1:1", "unknown directive dbinit:no-transactions"}},
 		{"late directive", map[string]string{"001_a.sql": "SELECT 1;\n-- dbinit:no-transaction\nSELECT 2;"},
 			[]string{"db/001_a.sql:2:1", "only count in the comment lines at the top"}},
-		{"every problem at once", map[string]string{"001_a.sql": "", "1_b.sql": "SELECT 1;", "x.sql": "SELECT 1;"},
+		{"every problem at once", map[string]string{"001_a.sql": "SELECT '\xff';", "1_b.sql": "SELECT 1;", "x.sql": "SELECT 1;"},
 			[]string{"db/001_a.sql", "db/1_b.sql", "db/x.sql", "3 problems"}},
 	}
 	for _, tt := range tests {
@@ -140,8 +138,11 @@ func TestLoadAccepts(t *testing.T) {
 	if strings.HasPrefix(bom.SQL, "\uFEFF") {
 		t.Error("BOM not stripped")
 	}
-	if bom.Checksum != sha256Hex("\uFEFFCREATE TABLE t (a int);") {
-		t.Error("checksum must be of the file's bytes, BOM included")
+	if bom.BytesChecksum != sha256Hex("\uFEFFCREATE TABLE t (a int);") {
+		t.Error("the bytes checksum must be of the file's bytes, BOM included")
+	}
+	if bom.Checksum != sha256Hex("CREATE TABLE t (a int);") {
+		t.Error("the checksum must ignore the BOM")
 	}
 	if n := len(set.Find(2).Up.Statements); n != 0 {
 		t.Errorf("comment-only file has %d statements", n)
@@ -149,6 +150,44 @@ func TestLoadAccepts(t *testing.T) {
 	cc := set.Find(3).Up
 	if !cc.NoTransaction || len(cc.Statements) != 2 {
 		t.Errorf("no-transaction file: NoTransaction=%v statements=%d", cc.NoTransaction, len(cc.Statements))
+	}
+}
+
+// TestEmptyFilesAreNoOps: empty and comment-only files load, with no
+// statements; projects keep them to hold a version number.
+func TestEmptyFilesAreNoOps(t *testing.T) {
+	set, err := Load(mapFS(map[string]string{"001_a.sql": "", "002_b.sql": " \n\t\r\n", "003_c.sql": "-- nothing here yet\n"}), "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range set.Migrations {
+		if len(m.Up.Statements) != 0 {
+			t.Errorf("%s has %d statements", m.Up.Path, len(m.Up.Statements))
+		}
+	}
+}
+
+// TestChecksumIgnoresLineEndings: a file checked out with CRLF, or saved
+// with a byte-order mark, is the same file; a row recorded with the bytes
+// checksum of an earlier dbinit still matches it.
+func TestChecksumIgnoresLineEndings(t *testing.T) {
+	lf := "CREATE TABLE t (a int);\nSELECT 1;\n"
+	crlf := strings.ReplaceAll(lf, "\n", "\r\n")
+	a, _ := Load(mapFS(map[string]string{"001_a.sql": lf}), "db")
+	b, _ := Load(mapFS(map[string]string{"001_a.sql": "\uFEFF" + crlf}), "db")
+	if a.Find(1).Up.Checksum != b.Find(1).Up.Checksum || a.Hash() != b.Hash() {
+		t.Fatal("line endings or a BOM change the checksum")
+	}
+	legacy := Applied{Version: 1, Checksum: sha256Hex(lf), ChecksumKind: ChecksumBytes, State: StateApplied}
+	if !b.Find(1).Up.Matches(legacy) || !a.Find(1).Up.Matches(legacy) {
+		t.Fatal("a row of an earlier dbinit no longer matches its file")
+	}
+	edited, _ := Load(mapFS(map[string]string{"001_a.sql": lf + "SELECT 2;\n"}), "db")
+	if edited.Find(1).Up.Matches(legacy) || edited.Find(1).Up.Matches(Applied{Checksum: a.Find(1).Up.Checksum, ChecksumKind: ChecksumText}) {
+		t.Fatal("an edited file matches")
+	}
+	if a.LegacyHashUpTo(1) == a.HashUpTo(1) {
+		t.Fatal("the legacy hash is the current one")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -177,10 +178,20 @@ func (m *Migrator) Down(ctx context.Context, conn *pgx.Conn, opts DownOptions) (
 	return res.finish(start, m.run(ctx, conn, plan, res))
 }
 
-// Baseline records every file up to and including version as applied without
-// running it: for databases built before dbinit, by loading the same files
-// some other way.
-func (m *Migrator) Baseline(ctx context.Context, conn *pgx.Conn, version int64) (*Result, error) {
+// BaselineOptions say what Baseline records.
+type BaselineOptions struct {
+	Version int64 // record every file up to and including this version
+	// Force records versions at or below Version that a database with a
+	// history lacks: Baseline refuses that by default, as those files would
+	// be marked applied without running, which `up` should do instead.
+	Force bool
+}
+
+// Baseline records every file up to and including opts.Version as applied
+// without running it: for databases built before dbinit, by loading the
+// same files some other way.
+func (m *Migrator) Baseline(ctx context.Context, conn *pgx.Conn, opts BaselineOptions) (*Result, error) {
+	version := opts.Version
 	res, start := m.newResult(conn)
 	if m.set.Find(version) == nil {
 		return res.finish(start, &PlanError{Problems: []string{fmt.Sprintf("there is no file with version %d in %s", version, m.set.Dir)}})
@@ -201,6 +212,19 @@ func (m *Migrator) Baseline(ctx context.Context, conn *pgx.Conn, version int64) 
 	for _, a := range applied {
 		if a.Version > version {
 			return res.finish(start, &PlanError{Problems: []string{fmt.Sprintf("version %d is already recorded, above the baseline %d; baseline is for databases without a history", a.Version, version)}})
+		}
+	}
+	if len(applied) > 0 && !opts.Force {
+		var skip []string
+		for _, mig := range m.set.Migrations {
+			if _, ok := recorded[mig.Version]; !ok && mig.Version <= version {
+				skip = append(skip, mig.Up.File)
+			}
+		}
+		if len(skip) > 0 {
+			return res.finish(start, &PlanError{Problems: []string{fmt.Sprintf(
+				"the database already has a history, and a baseline at %d would record %s as applied without running them; run them with `dbinit up`, or add --force if the database really has them",
+				version, strings.Join(skip, ", "))}})
 		}
 	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -249,11 +273,14 @@ func (m *Migrator) Accept(ctx context.Context, conn *pgx.Conn, version int64) er
 		return &PlanError{Problems: []string{fmt.Sprintf("%s is not applied; there is nothing to accept", mig.Up.Path)}}
 	case a.State == StatePartial:
 		return &PlanError{Problems: []string{fmt.Sprintf("%s is only partially applied; finish it with `dbinit up`", mig.Up.Path)}}
-	case a.Checksum == mig.Up.Checksum:
+	case mig.Up.Matches(a) && a.ChecksumKind == ChecksumText:
 		m.log.Info("checksum already matches; nothing to accept", "file", mig.Up.Path, "version", version)
 		return nil
 	}
-	if _, err := conn.Exec(ctx, `UPDATE dbinit.schema_migrations SET checksum = $2, statements_total = $3 WHERE version = $1`,
+	if err := ensureHistory(ctx, conn); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, `UPDATE dbinit.schema_migrations SET checksum = $2, checksum_kind = 'text', statements_total = $3 WHERE version = $1`,
 		version, mig.Up.Checksum, len(mig.Up.Statements)); err != nil {
 		return fmt.Errorf("accept %s: %w", mig.Up.Path, err)
 	}

@@ -14,6 +14,7 @@ type Applied struct {
 	Version         int64
 	Name            string
 	Checksum        string // of the file when it was applied (or accepted)
+	ChecksumKind    string // ChecksumText, or ChecksumBytes for rows from before history format 2
 	State           State  // StateApplied or StatePartial
 	StatementsDone  int    // no-transaction files: statements that succeeded
 	StatementsTotal int
@@ -73,7 +74,7 @@ func Status(set *Set, applied []Applied) []StatusEntry {
 			e.OutOfOrder = m.Version < highest
 		case a.State == StatePartial:
 			e.State = StatePartial
-		case a.Checksum != m.Up.Checksum:
+		case !m.Up.Matches(a):
 			e.State = StateChanged
 		default:
 			e.State = StateApplied
@@ -128,6 +129,7 @@ type UpOptions struct {
 // when the history and the folder disagree in a way that needs a human.
 func PlanUp(set *Set, applied []Applied, opts UpOptions) (*Plan, error) {
 	plan := &Plan{}
+	var todo []string
 	drift := checkDrift(set, applied, plan)
 	byVersion := indexApplied(applied)
 	var highest int64
@@ -146,6 +148,10 @@ func PlanUp(set *Set, applied []Applied, opts UpOptions) (*Plan, error) {
 					Msg: fmt.Sprintf("is new but version %d is already applied; renumber it above %d, or set DBINIT_ALLOW_OUT_OF_ORDER=true", highest, highest)})
 				continue
 			}
+			if m.Up.Todo {
+				todo = append(todo, m.Up.Path+" "+todoMsg)
+				continue
+			}
 			plan.Steps = append(plan.Steps, Step{Migration: m, Script: m.Up})
 		case a.State == StatePartial:
 			at, err := resumePoint(m, a)
@@ -158,6 +164,9 @@ func PlanUp(set *Set, applied []Applied, opts UpOptions) (*Plan, error) {
 	}
 	if drift.any() {
 		return nil, drift
+	}
+	if len(todo) > 0 {
+		return nil, &PlanError{Problems: todo}
 	}
 	return plan, nil
 }
@@ -194,6 +203,8 @@ func PlanDown(set *Set, applied []Applied, opts DownOptions) (*Plan, error) {
 			problems = append(problems, fmt.Sprintf("version %d (%s) has no files in %s, so there is no down file to run", a.Version, a.Name, set.Dir))
 		case m.Down == nil:
 			problems = append(problems, fmt.Sprintf("%s has no down file %s", m.Up.Path, strings.TrimSuffix(m.Up.Path, ".sql")+"_down.sql"))
+		case m.Down.Todo:
+			problems = append(problems, m.Down.Path+" "+todoMsg)
 		default:
 			plan.Steps = append(plan.Steps, Step{Migration: m, Script: m.Down, Down: true})
 		}
@@ -218,7 +229,7 @@ func checkDrift(set *Set, applied []Applied, plan *Plan) *DriftError {
 		case m == nil:
 			drift.Missing = append(drift.Missing, DriftItem{Version: a.Version, File: a.Name,
 				Msg: fmt.Sprintf("is applied but its file is gone from %s; restore it", set.Dir)})
-		case a.State == StateApplied && a.Checksum != m.Up.Checksum:
+		case a.State == StateApplied && !m.Up.Matches(a):
 			drift.Changed = append(drift.Changed, DriftItem{Version: a.Version, File: m.Up.Path,
 				Msg: fmt.Sprintf("changed after it was applied (applied %s, now %s); restore it, or run `dbinit accept %d` if the edit is deliberate", short(a.Checksum), short(m.Up.Checksum), a.Version)})
 		}

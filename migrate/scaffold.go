@@ -23,6 +23,9 @@ type NameError struct {
 
 func (e *NameError) Error() string { return fmt.Sprintf("migration name %q: %s", e.Name, e.Reason) }
 
+// directiveTodo marks a file `dbinit new` wrote and nobody has written yet.
+const directiveTodo = "-- dbinit:todo"
+
 var nameCleanRE = regexp.MustCompile(`[^a-z0-9_]+`)
 
 // Scaffold returns the next migration's up and down files for the folder
@@ -63,8 +66,10 @@ func Scaffold(fsys fs.FS, name string) (up, down NewFile, err error) {
 		return up, down, &NameError{Name: name, Reason: fmt.Sprintf("the highest version in the folder is %d, the largest there can be; no version can follow it", highest)}
 	}
 	base := fmt.Sprintf("%0*d_%s", width, highest+1, clean)
-	up = NewFile{Name: base + ".sql", Text: fmt.Sprintf("-- %s: %s\n-- Runs in one transaction with its history row. For CREATE INDEX CONCURRENTLY and the like,\n-- put %q on the first line instead.\n\n",
-		base, strings.ReplaceAll(clean, "_", " "), directiveNoTransaction)}
-	down = NewFile{Name: base + "_down.sql", Text: fmt.Sprintf("-- %s_down: reverses %s.sql\n\n", base, base)}
+	up = NewFile{Name: base + ".sql", Text: fmt.Sprintf("-- %s: %s\n%s\n-- Write the migration below and remove the line above: until then dbinit refuses to run this file.\n"+
+		"-- It runs in one transaction with its history row. For CREATE INDEX CONCURRENTLY and the like,\n-- put %q in these leading comment lines.\n\n",
+		base, strings.ReplaceAll(clean, "_", " "), directiveTodo, directiveNoTransaction)}
+	down = NewFile{Name: base + "_down.sql", Text: fmt.Sprintf("-- %s_down: reverses %s.sql\n%s\n-- Write the reverse below and remove the line above (or delete this file if there is none).\n\n",
+		base, base, directiveTodo)}
 	return up, down, nil
 }

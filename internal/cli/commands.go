@@ -211,6 +211,7 @@ func cmdPlan(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 
 func cmdBaseline(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 	v := fs.Int64("version", 0, "record every file up to this version as applied")
+	force := fs.Bool("force", false, "also on a database with a history, which would mark files it lacks as applied")
 	return func(ctx context.Context, r *run, args []string) error {
 		if err := noArgs("baseline", args); err != nil {
 			return err
@@ -219,7 +220,7 @@ func cmdBaseline(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 			return &usageError{"dbinit baseline needs --version N (N > 0)"}
 		}
 		return r.migrateWith(ctx, "baseline", func(s *session) (*migrate.Result, error) {
-			return s.migrator.Baseline(ctx, s.target, *v)
+			return s.migrator.Baseline(ctx, s.target, migrate.BaselineOptions{Version: *v, Force: *force})
 		})
 	}
 }

@@ -158,10 +158,11 @@ func (s *Server) checkTemplate(d dbInfo) error {
 
 // extends reports whether set holds the template's files unchanged and
 // only adds files after them: the template's set hash equals the set's
-// hash up to the template's highest version.
+// hash up to the template's highest version (or, for a template an older
+// dbinit built, the hash as it computed it).
 func (s *Server) extends(d dbInfo, set *migrate.Set) bool {
 	m, ok := d.templateMarker()
-	return ok && m.Latest <= set.Latest() && set.HashUpTo(m.Latest) == m.Set
+	return ok && m.Latest <= set.Latest() && (set.HashUpTo(m.Latest) == m.Set || set.LegacyHashUpTo(m.Latest) == m.Set)
 }
 
 // templateDrift names the files that differ between the template and the
