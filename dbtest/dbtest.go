@@ -12,6 +12,7 @@ import (
 
 	"github.com/savvi-studio/dbinit/internal/dbconn"
 	"github.com/savvi-studio/dbinit/internal/provision"
+	"github.com/savvi-studio/dbinit/internal/testserver"
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
@@ -209,7 +210,12 @@ func create(t TB, o options) *database {
 	}
 	t.Cleanup(func() {
 		if t.Failed() && o.keepOnFailure {
-			t.Logf("dbtest: kept the database of the failed test: %s", db.url(false))
+			where := "it stays until you drop it"
+			if tp.source != testserver.EnvDatabaseURL {
+				where = "the server (" + tp.source + ") is a throwaway that stops when go test exits; " +
+					"to look at the database afterwards, run the tests with TEST_DATABASE_URL set to a server of your own"
+			}
+			t.Logf("dbtest: kept the database of the failed test: %s (%s)", db.url(false), where)
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -118,6 +118,10 @@ func TestFailedTestKeepsItsDatabase(t *testing.T) {
 	if len(r.logs) != 1 || !strings.Contains(r.logs[0], "kept the database") {
 		t.Fatalf("logs = %v", r.logs)
 	}
+	// Where the server came from decides whether the database outlives go test.
+	if throwaway := os.Getenv("TEST_DATABASE_URL") == ""; throwaway != strings.Contains(r.logs[0], "throwaway") {
+		t.Fatalf("log line does not say what becomes of the server: %s", r.logs[0])
+	}
 	cc, err := pgx.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)

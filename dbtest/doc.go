@@ -12,7 +12,9 @@
 // the up files) and reused by every test, package and later run, until a file
 // changes; then exactly one process rebuilds it, under an advisory lock, while
 // the others wait. Each database is dropped when its test ends; a failed test
-// keeps its database and logs how to connect to it (see [KeepOnFailure]).
+// keeps its database and logs how to connect to it (see [KeepOnFailure]); on
+// a throwaway cluster it goes with the cluster when go test ends, so set
+// TEST_DATABASE_URL to a server of your own to look at it afterwards.
 //
 // # Where the server comes from
 //

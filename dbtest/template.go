@@ -27,6 +27,7 @@ type template struct {
 	name   string
 	set    *migrate.Set
 	server *pgx.ConnConfig
+	source string // testserver.Server.Source: where the server came from
 	maint  *pgxpool.Pool
 	result *migrate.Result // when this process built it
 	err    error
@@ -83,7 +84,10 @@ func templateFor(t TB, o options) *template {
 		templates.byKey[key] = tp
 	}
 	templates.Unlock()
-	tp.once.Do(func() { tp.err = tp.prepare(srv.URL, o) })
+	tp.once.Do(func() {
+		tp.source = srv.Source
+		tp.err = tp.prepare(srv.URL, o)
+	})
 	return tp
 }
 

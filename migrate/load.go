@@ -40,9 +40,9 @@ type Migration struct {
 
 // Script is one checked, split SQL file.
 type Script struct {
-	File          string      // name inside the folder, "007_add_users.sql"
-	Path          string      // name as shown to users, "db/007_add_users.sql"
-	SQL           string      // text sent to the server: the file without a UTF-8 BOM
+	File string // name inside the folder, "007_add_users.sql"
+	Path string // name as shown to users, "db/007_add_users.sql"
+	SQL  string // text sent to the server: the file without a UTF-8 BOM
 	// Checksum is the hex SHA-256 of the file's text with a leading
 	// byte-order mark dropped and line endings made "\n": a file checked out
 	// with CRLF on Windows has the same checksum.
@@ -114,7 +114,11 @@ type LoadError struct {
 func (e *LoadError) Error() string {
 	var b strings.Builder
 	if len(e.Problems) == 1 {
-		fmt.Fprintf(&b, "migration folder %s: %s", e.Dir, e.Problems[0])
+		p := e.Problems[0]
+		if p.Path == e.Dir && p.Line == 0 {
+			return fmt.Sprintf("migration folder %s: %s", e.Dir, p.Msg)
+		}
+		fmt.Fprintf(&b, "migration folder %s: %s", e.Dir, p)
 		return b.String()
 	}
 	fmt.Fprintf(&b, "migration folder %s has %d problems:", e.Dir, len(e.Problems))

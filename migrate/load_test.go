@@ -204,18 +204,6 @@ func TestHashChangesWithContent(t *testing.T) {
 	}
 }
 
-func TestExampleFolderLoads(t *testing.T) {
-	set, err := LoadDir("../db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range set.Migrations {
-		if m.Down == nil {
-			t.Errorf("%s has no down file; every example shows its reverse", m.Up.Path)
-		}
-	}
-}
-
 func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])

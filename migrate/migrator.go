@@ -236,7 +236,7 @@ func (m *Migrator) Baseline(ctx context.Context, conn *pgx.Conn, opts BaselineOp
 				continue
 			}
 			r := record{m: mig, state: StateApplied, done: len(mig.Up.Statements)}
-			if _, err := tx.Exec(ctx, recordSQL, r.args(m.opts.Runner+", baseline", m.opts.Version)...); err != nil {
+			if _, err := tx.Exec(ctx, recordSQL, r.args(m.opts.Runner+baselineMark, m.opts.Version)...); err != nil {
 				return fmt.Errorf("baseline %s: %w", mig.Up.Path, err)
 			}
 			res.FilesExecuted = append(res.FilesExecuted, mig.Up.Path)

@@ -24,6 +24,14 @@ type Applied struct {
 	AppliedBy       string
 }
 
+// baselineMark ends the runner on the rows Baseline records: applied_by
+// reads "postgres (host pid 42, baseline)".
+const baselineMark = ", baseline"
+
+// Baselined reports whether the row was recorded by Baseline: the file was
+// never run by dbinit.
+func (a Applied) Baselined() bool { return strings.HasSuffix(a.AppliedBy, baselineMark+")") }
+
 // State is what status says of one version.
 type State string
 
@@ -40,11 +48,13 @@ const (
 type StatusEntry struct {
 	Version         int64      `json:"version"`
 	Name            string     `json:"name"`
-	File            string     `json:"file,omitempty"`
+	File            string     `json:"file,omitempty"` // inside the folder, "007_add_users.sql"; "" for missing versions
+	Path            string     `json:"path,omitempty"` // as shown to users, "db/007_add_users.sql"
 	State           State      `json:"state"`
 	AppliedAt       *time.Time `json:"applied_at,omitempty"`
 	ExecutionMS     int64      `json:"execution_ms,omitempty"`
 	AppliedBy       string     `json:"applied_by,omitempty"`
+	Baseline        bool       `json:"baseline,omitempty"`         // recorded by baseline, never run by dbinit
 	Checksum        string     `json:"checksum,omitempty"`         // of the file on disk
 	AppliedChecksum string     `json:"applied_checksum,omitempty"` // recorded in the history
 	StatementsDone  int        `json:"statements_done,omitempty"`
@@ -64,7 +74,7 @@ func Status(set *Set, applied []Applied) []StatusEntry {
 	}
 	var out []StatusEntry
 	for _, m := range set.Migrations {
-		e := StatusEntry{Version: m.Version, Name: m.Name, File: m.Up.Path, Checksum: m.Up.Checksum,
+		e := StatusEntry{Version: m.Version, Name: m.Name, File: m.Up.File, Path: m.Up.Path, Checksum: m.Up.Checksum,
 			Statements: len(m.Up.Statements), HasDown: m.Down != nil, NoTransaction: m.Up.NoTransaction}
 		a, ok := byVersion[m.Version]
 		delete(byVersion, m.Version)
@@ -93,11 +103,45 @@ func Status(set *Set, applied []Applied) []StatusEntry {
 	return out
 }
 
+// Summary counts the entries of Status by state.
+type Summary struct {
+	Version int64 `json:"version"` // highest applied (or partial) version; 0 when none
+	Applied int   `json:"applied"`
+	Pending int   `json:"pending"`
+	Changed int   `json:"changed"`
+	Missing int   `json:"missing"`
+	Partial int   `json:"partial"`
+}
+
+// Summarize counts entries by state.
+func Summarize(entries []StatusEntry) Summary {
+	var s Summary
+	for _, e := range entries {
+		switch e.State {
+		case StateApplied:
+			s.Applied++
+		case StatePending:
+			s.Pending++
+		case StateChanged:
+			s.Changed++
+		case StateMissing:
+			s.Missing++
+		case StatePartial:
+			s.Partial++
+		}
+		if e.State != StatePending {
+			s.Version = max(s.Version, e.Version)
+		}
+	}
+	return s
+}
+
 func (e *StatusEntry) fillApplied(a Applied) {
 	t := a.AppliedAt
 	e.AppliedAt = &t
 	e.ExecutionMS = a.ExecutionMS
 	e.AppliedBy = a.AppliedBy
+	e.Baseline = a.Baselined()
 	e.AppliedChecksum = a.Checksum
 	e.StatementsDone = a.StatementsDone
 	if a.StatementsTotal > 0 {
@@ -201,6 +245,10 @@ func PlanDown(set *Set, applied []Applied, opts DownOptions) (*Plan, error) {
 		case m == nil:
 			// checkDrift let it through only because it is above every file.
 			problems = append(problems, fmt.Sprintf("version %d (%s) has no files in %s, so there is no down file to run", a.Version, a.Name, set.Dir))
+		case m.Down == nil && len(m.Up.Statements) == 0:
+			// An empty up file (kept for numbering) has nothing to undo:
+			// reverting it only removes its history row.
+			plan.Steps = append(plan.Steps, Step{Migration: m, Script: &Script{File: m.Up.File, Path: m.Up.Path}, Down: true})
 		case m.Down == nil:
 			problems = append(problems, fmt.Sprintf("%s has no down file %s", m.Up.Path, strings.TrimSuffix(m.Up.Path, ".sql")+"_down.sql"))
 		case m.Down.Todo:

@@ -3,6 +3,8 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -43,9 +45,25 @@ func Verify(ctx context.Context, conn *pgx.Conn, set *Set, to int64) error {
 			}
 			problems = append(problems, fmt.Sprintf("version %d (%s) is recorded but has no file", e.Version, e.Name))
 		default:
-			problems = append(problems, fmt.Sprintf("%s (version %d) is %s", e.File, e.Version, e.State))
+			problems = append(problems, fmt.Sprintf("%s (version %d) is %s", e.Path, e.Version, e.State))
 		}
 	}
+	invalid, err := InvalidIndexes(ctx, conn, set)
+	if err != nil {
+		return err
+	}
+	problems = append(problems, invalid...)
+	if len(problems) > 0 {
+		return &VerifyError{Database: conn.Config().Database, Problems: problems}
+	}
+	return nil
+}
+
+// InvalidIndexes lists, as problems, the INVALID indexes on the tables the
+// set's migrations index CONCURRENTLY: what a failed or killed CREATE INDEX
+// CONCURRENTLY leaves behind.
+func InvalidIndexes(ctx context.Context, conn *pgx.Conn, set *Set) ([]string, error) {
+	var problems []string
 	tables := map[string]bool{}
 	for _, m := range set.Migrations {
 		for _, st := range m.Up.Statements {
@@ -54,7 +72,7 @@ func Verify(ctx context.Context, conn *pgx.Conn, set *Set, to int64) error {
 			}
 		}
 	}
-	for table := range tables {
+	for _, table := range slices.Sorted(maps.Keys(tables)) {
 		var invalid []string
 		rows, err := conn.Query(ctx, `
 SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index i
@@ -64,14 +82,11 @@ WHERE i.indrelid = to_regclass($1) AND NOT i.indisvalid ORDER BY 1`, table)
 			invalid, err = pgx.CollectRows(rows, pgx.RowTo[string])
 		}
 		if err != nil {
-			return fmt.Errorf("verify the indexes of %s: %w", table, err)
+			return nil, fmt.Errorf("verify the indexes of %s: %w", table, err)
 		}
 		for _, ix := range invalid {
 			problems = append(problems, fmt.Sprintf("index %s on %s is INVALID; drop it (DROP INDEX CONCURRENTLY) and run dbinit again", ix, table))
 		}
 	}
-	if len(problems) > 0 {
-		return &VerifyError{Database: conn.Config().Database, Problems: problems}
-	}
-	return nil
+	return problems, nil
 }

@@ -21,46 +21,6 @@ import (
 // Version is set at build time with -ldflags "-X github.com/savvi-studio/dbinit/internal/cli.Version=v1.2.3".
 var Version = ""
 
-const usage = `dbinit: PostgreSQL schema initialisation and migrations for containers.
-
-Usage: dbinit [command] [flags]
-
-Commands (no command = init):
-  init                   wait for the server, build or reuse the template, create the
-                         working database from it or bring it up to date
-  wait                   wait until the server accepts connections
-  up [--to N]            apply pending migrations to the working database (created empty if absent)
-  down (--to N | --steps K)
-                         revert applied migrations, newest first
-  status [--json]        applied, pending, changed, missing and partial migrations
-  plan                   what up would run, touching nothing
-  clone [--replace] [--rebuild] NAME
-                         create database NAME from the template
-  new NAME               create the next NNN_name.sql and NNN_name_down.sql
-  baseline --version N   record 1..N as applied without running them
-  accept VERSION         record the checksum of an applied file that was edited on purpose
-  snapshot list [--json] dbinit's snapshots of the working database
-  snapshot restore NAME  put a snapshot in place of the working database (the current one is kept)
-  version                print the version
-
-Flags (override the environment):
-  --dir DIR              migrations folder (DBINIT_DIR, default ./db)
-  --database NAME        working database (DBINIT_DATABASE, default savvi_studio)
-  --template NAME        template database (DBINIT_TEMPLATE, default savvi_studio_template);
-                         none = production mode: init only brings the working database up to date
-  --log-format FORMAT    text or json (DBINIT_LOG_FORMAT)
-  --wait-timeout D       how long to wait for the server (DBINIT_WAIT_TIMEOUT, default 60s)
-  --lock-timeout D       how long to wait for another runner (DBINIT_LOCK_TIMEOUT, default 5m)
-
-The server is DATABASE_URL (or DATABASE_URL_FILE), else the libpq variables
-PGHOST, PGPORT, PGUSER, PGPASSWORD (or PGPASSWORD_FILE), PGDATABASE, PGSSLMODE...
-Its database is the maintenance database (locks, CREATE DATABASE), postgres by default.
-
-Exit codes: 0 ok, 1 migration failed, 2 usage/configuration/bad folder,
-3 server unreachable, 4 authentication or permission refused, 5 drift,
-6 lock timeout, 130 interrupted.
-`
-
 // Run runs dbinit with args (without the program name) and returns the exit
 // code. environ is the process environment as a map.
 func Run(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
@@ -80,53 +40,157 @@ type run struct {
 	environ        map[string]string
 	cfg            *config.Config
 	log            *slog.Logger
+	readOnly       bool // the command changes nothing (status, plan)
 }
 
-// A command registers its own flags on fs and returns the function that runs
-// it with the positional arguments.
-type command func(fs *flag.FlagSet) func(ctx context.Context, r *run, args []string) error
-
 func (r *run) main(ctx context.Context, args []string) error {
+	// Global flags may come before the command: dbinit --dir db status.
+	var g globalFlags
+	gfs := newFlagSet("dbinit")
+	g.register(gfs)
+	showVersion := gfs.Bool("version", false, "print the version")
+	if err := checkFlags(gfs, "", args, true); err != nil {
+		return err
+	}
+	if err := gfs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(r.stdout, usageText())
+		}
+		return flagError("", err)
+	}
+	if *showVersion {
+		fmt.Fprintln(r.stdout, "dbinit", version())
+		return nil
+	}
+	args = gfs.Args()
 	name := "init"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if len(args) > 0 && args[0] != "--" {
 		name, args = args[0], args[1:]
 	}
 	switch name {
 	case "help":
-		fmt.Fprint(r.stdout, usage)
+		if len(args) == 0 {
+			fmt.Fprint(r.stdout, usageText())
+			return nil
+		}
+		sp, ok := lookup(args[0])
+		if !ok {
+			return unknownCommand(args[0])
+		}
+		commandHelp(r.stdout, sp)
 		return nil
 	case "version":
 		fmt.Fprintln(r.stdout, "dbinit", version())
 		return nil
 	}
-	cmd, ok := commands[name]
-	if !ok {
-		return &usageError{fmt.Sprintf("unknown command %q; run `dbinit help`", name)}
+	sp, ok := lookup(name)
+	if !ok || sp.command == nil {
+		return unknownCommand(name)
 	}
-	fs := flag.NewFlagSet("dbinit "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	var g globalFlags
-	g.register(fs)
-	runCmd := cmd(fs)
+	fs := newFlagSet("dbinit " + name)
+	var after globalFlags // the global flags after the command; they win
+	after.register(fs)
+	runCmd := sp.command(fs)
+	if err := checkFlags(fs, name, args, false); err != nil {
+		return err
+	}
 	positional, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(r.stdout, usage)
+		commandHelp(r.stdout, sp)
 		return err
 	}
 	if err != nil {
-		return &usageError{fmt.Sprintf("dbinit %s: %v", name, err)}
+		return flagError(name, err)
 	}
 	cfg, err := config.Load(r.environ)
 	if err != nil {
 		return err
 	}
-	if err := g.apply(fs, cfg); err != nil {
+	set := visited(gfs, fs)
+	g.apply(visited(gfs), cfg)
+	after.apply(visited(fs), cfg)
+	if err := validateFlags(set, cfg); err != nil {
 		return err
 	}
-	r.cfg = cfg
+	if sp.readOnly && !set["wait-timeout"] && r.environ["DBINIT_WAIT_TIMEOUT"] == "" {
+		// A report should not wait a minute for a mistyped host.
+		cfg.WaitTimeout = 5 * time.Second
+	}
+	r.cfg, r.readOnly = cfg, sp.readOnly
 	r.log = newLogger(r.stderr, cfg, secretsOf(cfg))
 	return runCmd(ctx, r, positional)
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+func unknownCommand(name string) error {
+	var names []string
+	for _, s := range specs {
+		names = append(names, s.name)
+	}
+	msg := fmt.Sprintf("unknown command %q", name)
+	if c := suggest(name, names); c != "" {
+		msg += fmt.Sprintf("; did you mean %q?", c)
+	}
+	return &usageError{msg + " (dbinit help lists the commands)"}
+}
+
+// checkFlags reports an unknown flag with the closest known one, before
+// the flag package's own message (which names no alternative). Only the
+// flags before the first argument count when stopAtArg is set (the global
+// flags before the command).
+func checkFlags(fs *flag.FlagSet, cmd string, args []string, stopAtArg bool) error {
+	for _, a := range args {
+		if a == "--" {
+			return nil
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			if stopAtArg {
+				return nil
+			}
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "h" || name == "help" || fs.Lookup(name) != nil {
+			continue
+		}
+		var known []string
+		fs.VisitAll(func(f *flag.Flag) { known = append(known, f.Name) })
+		msg := fmt.Sprintf("unknown flag --%s", name)
+		if c := suggest(name, known); c != "" {
+			msg += fmt.Sprintf("; did you mean --%s?", c)
+		}
+		if cmd != "" {
+			return &usageError{cmd + ": " + msg + " (dbinit help " + cmd + ")"}
+		}
+		return &usageError{msg + " (dbinit help)"}
+	}
+	return nil
+}
+
+// flagError words a flag package error.
+func flagError(cmd string, err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	msg := strings.Replace(err.Error(), "flag -", "flag --", 1)
+	if cmd != "" {
+		msg = cmd + ": " + msg
+	}
+	return &usageError{msg}
+}
+
+func visited(sets ...*flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	for _, fs := range sets {
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	}
+	return set
 }
 
 // globalFlags override the environment.
@@ -144,9 +208,8 @@ func (g *globalFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&g.lockTimeout, "lock-timeout", 0, "how long to wait for the lock")
 }
 
-func (g *globalFlags) apply(fs *flag.FlagSet, cfg *config.Config) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+// apply puts the flags that were given over the environment.
+func (g *globalFlags) apply(set map[string]bool, cfg *config.Config) {
 	if set["dir"] {
 		cfg.Dir = g.dir
 	}
@@ -165,7 +228,22 @@ func (g *globalFlags) apply(fs *flag.FlagSet, cfg *config.Config) error {
 	if set["lock-timeout"] {
 		cfg.LockTimeout = g.lockTimeout
 	}
-	return cfg.Validate()
+}
+
+// validateFlags checks the configuration with the flags applied, naming
+// the flag when a flag's value is what is wrong.
+func validateFlags(set map[string]bool, cfg *config.Config) error {
+	err := cfg.Validate()
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		for flagName, variable := range map[string]string{"dir": "DBINIT_DIR", "database": "DBINIT_DATABASE", "template": "DBINIT_TEMPLATE",
+			"log-format": "DBINIT_LOG_FORMAT", "wait-timeout": "DBINIT_WAIT_TIMEOUT", "lock-timeout": "DBINIT_LOCK_TIMEOUT"} {
+			if set[flagName] {
+				ce.Msg = strings.ReplaceAll(ce.Msg, variable, "--"+flagName)
+			}
+		}
+	}
+	return err
 }
 
 // parseInterspersed lets flags follow positional arguments
@@ -188,14 +266,33 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// version is the -ldflags version, else the module's (go install
+// ...@v1.2.0), else the VCS revision go build stamped ("devel-1a2b3c4d5e6f",
+// with "-dirty" for uncommitted changes), else "dev".
 func version() string {
 	if Version != "" {
 		return Version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
 	}
-	return "dev"
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	return "devel-" + rev[:min(12, len(rev))] + dirty
 }
 
 // printError reports the error that ends the run: compiler-style text for

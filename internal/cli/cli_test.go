@@ -349,7 +349,7 @@ func TestCloneAndNew(t *testing.T) {
 	if !strings.Contains(out, "003_add_comments.sql") || !strings.Contains(out, "003_add_comments_down.sql") {
 		t.Fatalf("new: %s", out)
 	}
-	h.expect(ExitOK, "plan") // the scaffold loads cleanly
+	h.expect(ExitOK, "status") // the scaffold loads; TestNewWritesTodoFiles has the rest
 }
 
 // TestTenRunnersBuildOnce: ten init containers starting together build the

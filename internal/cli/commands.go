@@ -2,15 +2,12 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,23 +17,9 @@ import (
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
-var commands = map[string]command{
-	"init":     cmdInit,
-	"wait":     cmdWait,
-	"up":       cmdUp,
-	"down":     cmdDown,
-	"status":   cmdStatus,
-	"plan":     cmdPlan,
-	"clone":    cmdClone,
-	"new":      cmdNew,
-	"baseline": cmdBaseline,
-	"accept":   cmdAccept,
-	"snapshot": cmdSnapshot,
-}
-
 func noArgs(name string, args []string) error {
 	if len(args) > 0 {
-		return &usageError{fmt.Sprintf("dbinit %s takes no arguments, got %q", name, args)}
+		return &usageError{fmt.Sprintf("%s takes no arguments, got %q", name, args)}
 	}
 	return nil
 }
@@ -85,7 +68,7 @@ func cmdDown(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 			return err
 		}
 		if (*to >= 0) == (*steps > 0) {
-			return &usageError{"dbinit down needs exactly one of --to N or --steps K (K > 0)"}
+			return &usageError{"down: needs exactly one of --to N or --steps K (K > 0)"}
 		}
 		opts := migrate.DownOptions{Steps: *steps}
 		if *to >= 0 {
@@ -97,118 +80,6 @@ func cmdDown(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 	}
 }
 
-func cmdStatus(fs *flag.FlagSet) func(context.Context, *run, []string) error {
-	asJSON := fs.Bool("json", false, "print JSON")
-	return func(ctx context.Context, r *run, args []string) error {
-		if err := noArgs("status", args); err != nil {
-			return err
-		}
-		set, applied, exists, verified, err := r.readAndVerify(ctx, true)
-		if err != nil {
-			return err
-		}
-		entries := migrate.Status(set, applied)
-		if *asJSON {
-			enc := json.NewEncoder(r.stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(struct {
-				Database string                `json:"database"`
-				Exists   bool                  `json:"exists"`
-				Dir      string                `json:"dir"`
-				Latest   int64                 `json:"latest"`
-				Verified *verification         `json:"verified,omitempty"`
-				Entries  []migrate.StatusEntry `json:"migrations"`
-			}{r.cfg.Database, exists, r.cfg.Dir, set.Latest(), verified, nonNil(entries)})
-		}
-		defer func() {
-			if verified != nil && !verified.OK {
-				fmt.Fprintf(r.stdout, "\nnot as the migrations promise:\n  %s\n", strings.Join(verified.Problems, "\n  "))
-			}
-		}()
-		if !exists {
-			fmt.Fprintf(r.stdout, "database %s does not exist yet\n", r.cfg.Database)
-		}
-		tw := tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "VERSION\tSTATE\tFILE\tAPPLIED AT\tNOTE")
-		for _, e := range entries {
-			at := ""
-			if e.AppliedAt != nil {
-				at = e.AppliedAt.UTC().Format("2006-01-02 15:04:05Z")
-			}
-			file := e.File
-			if file == "" {
-				file = e.Name + " (no file)"
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.Version, e.State, file, at, note(e))
-		}
-		return tw.Flush()
-	}
-}
-
-func note(e migrate.StatusEntry) string {
-	var n []string
-	if e.State == migrate.StatePartial {
-		n = append(n, fmt.Sprintf("%d of %d statements ran", e.StatementsDone, e.Statements))
-	}
-	if e.OutOfOrder {
-		n = append(n, "below the highest applied version")
-	}
-	if e.State == migrate.StateChanged {
-		n = append(n, "checksum differs; restore the file or `dbinit accept "+strconv.FormatInt(e.Version, 10)+"`")
-	}
-	if e.NoTransaction {
-		n = append(n, "no-transaction")
-	}
-	return strings.Join(n, "; ")
-}
-
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}
-
-func cmdPlan(fs *flag.FlagSet) func(context.Context, *run, []string) error {
-	to := fs.Int64("to", 0, "plan up to and including this version")
-	return func(ctx context.Context, r *run, args []string) error {
-		if err := noArgs("plan", args); err != nil {
-			return err
-		}
-		set, applied, exists, err := r.readHistory(ctx)
-		if err != nil {
-			return err
-		}
-		plan, err := migrate.PlanUp(set, applied, migrate.UpOptions{To: *to, AllowOutOfOrder: r.cfg.AllowOutOfOrder})
-		if err != nil {
-			return err
-		}
-		for _, w := range plan.Warnings {
-			fmt.Fprintln(r.stdout, "warning:", w)
-		}
-		if !exists {
-			fmt.Fprintf(r.stdout, "database %s does not exist; up creates it\n", r.cfg.Database)
-		}
-		if len(plan.Steps) == 0 {
-			fmt.Fprintf(r.stdout, "%s is up to date; nothing to apply\n", r.cfg.Database)
-			return nil
-		}
-		fmt.Fprintf(r.stdout, "up would apply %d file(s) to %s:\n", len(plan.Steps), r.cfg.Database)
-		for _, st := range plan.Steps {
-			mode := "transaction"
-			if st.Script.NoTransaction {
-				mode = "no-transaction"
-			}
-			extra := ""
-			if st.ResumeAt > 0 {
-				extra = fmt.Sprintf(", resuming at statement %d", st.ResumeAt+1)
-			}
-			fmt.Fprintf(r.stdout, "  %s  (%d statements, %s%s)\n", st.Script.Path, len(st.Script.Statements), mode, extra)
-		}
-		return nil
-	}
-}
-
 func cmdBaseline(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 	v := fs.Int64("version", 0, "record every file up to this version as applied")
 	force := fs.Bool("force", false, "also on a database with a history, which would mark files it lacks as applied")
@@ -217,7 +88,7 @@ func cmdBaseline(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 			return err
 		}
 		if *v <= 0 {
-			return &usageError{"dbinit baseline needs --version N (N > 0)"}
+			return &usageError{"baseline: needs --version N (N > 0)"}
 		}
 		return r.migrateWith(ctx, "baseline", func(s *session) (*migrate.Result, error) {
 			return s.migrator.Baseline(ctx, s.target, migrate.BaselineOptions{Version: *v, Force: *force})
@@ -228,11 +99,11 @@ func cmdBaseline(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 func cmdAccept(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 	return func(ctx context.Context, r *run, args []string) error {
 		if len(args) != 1 {
-			return &usageError{"dbinit accept needs exactly one VERSION"}
+			return &usageError{"accept: needs exactly one VERSION"}
 		}
 		v, err := strconv.ParseInt(args[0], 10, 64)
 		if err != nil || v <= 0 {
-			return &usageError{fmt.Sprintf("dbinit accept: %q is not a version number", args[0])}
+			return &usageError{fmt.Sprintf("accept: %q is not a version number", args[0])}
 		}
 		return r.migrateWith(ctx, "", func(s *session) (*migrate.Result, error) {
 			return nil, s.migrator.Accept(ctx, s.target, v)
@@ -243,12 +114,12 @@ func cmdAccept(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 func cmdNew(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 	return func(ctx context.Context, r *run, args []string) error {
 		if len(args) != 1 {
-			return &usageError{"dbinit new needs exactly one NAME, e.g. dbinit new add_users"}
+			return &usageError{"new: needs exactly one NAME, e.g. dbinit new add_users"}
 		}
 		up, down, err := migrate.Scaffold(os.DirFS(r.cfg.Dir), args[0])
 		var nameErr *migrate.NameError
 		if errors.As(err, &nameErr) {
-			return &usageError{"dbinit new: " + err.Error()}
+			return &usageError{"new: " + err.Error()}
 		}
 		if err != nil {
 			return &config.Error{Msg: fmt.Sprintf("migrations folder %s: %v", r.cfg.Dir, err)}
@@ -354,7 +225,7 @@ func (r *run) connectMaintenance(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := dbconn.Connect(ctx, cc, dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
+	conn, err := dbconn.Connect(ctx, cc, r.connectOptions(r.cfg.WaitTimeout))
 	var noDB *dbconn.NoDatabaseError
 	if errors.As(err, &noDB) {
 		return nil, fmt.Errorf("maintenance database (set it in DATABASE_URL or PGDATABASE): %w", err)
@@ -368,59 +239,12 @@ func (r *run) acceptInitServer() bool {
 	return r.cfg.EntrypointMode
 }
 
-// readHistory loads the folder (before connecting) and reads the working
-// database's history, for status and plan, which change nothing: a database
-// that does not exist has no history.
-func (r *run) readHistory(ctx context.Context) (*migrate.Set, []migrate.Applied, bool, error) {
-	set, applied, exists, _, err := r.readAndVerify(ctx, false)
-	return set, applied, exists, err
-}
-
-// verification is what status says of migrate.Verify.
-type verification struct {
-	OK       bool     `json:"ok"`
-	Problems []string `json:"problems,omitempty"`
-}
-
-// readAndVerify is readHistory, and with verify also the state Verify
-// checks (nil when the database does not exist).
-func (r *run) readAndVerify(ctx context.Context, verify bool) (*migrate.Set, []migrate.Applied, bool, *verification, error) {
-	set, err := migrate.LoadDir(r.cfg.Dir)
-	if err != nil {
-		return nil, nil, false, nil, err
+// connectOptions are the dbconn options every connection of a run uses.
+// Read-only commands do not narrate the wait: their error says it all once.
+func (r *run) connectOptions(timeout time.Duration) dbconn.Options {
+	o := dbconn.Options{Timeout: timeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()}
+	if r.readOnly {
+		o.Logger = nil
 	}
-	cc, err := r.cfg.ConnConfig()
-	if err != nil {
-		return nil, nil, false, nil, err
-	}
-	conn, err := dbconn.Connect(ctx, dbconn.ForDatabase(cc, r.cfg.Database), dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
-	var noDB *dbconn.NoDatabaseError
-	if errors.As(err, &noDB) {
-		return set, nil, false, nil, nil
-	}
-	if err != nil {
-		return nil, nil, false, nil, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	applied, err := migrate.ReadHistory(ctx, conn)
-	if err != nil || !verify {
-		return set, applied, true, nil, err
-	}
-	// What is applied must be as the files say; what is pending is for up.
-	v := &verification{OK: true}
-	if len(applied) == 0 {
-		return set, applied, true, v, nil
-	}
-	var highest int64
-	for _, a := range applied {
-		highest = max(highest, a.Version)
-	}
-	var ve *migrate.VerifyError
-	switch err := migrate.Verify(ctx, conn, set, highest); {
-	case errors.As(err, &ve):
-		v.OK, v.Problems = false, ve.Problems
-	case err != nil:
-		return nil, nil, false, nil, err
-	}
-	return set, applied, true, v, nil
+	return o
 }

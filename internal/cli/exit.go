@@ -22,6 +22,7 @@ const (
 	ExitAuth        = 4 // authentication or permission refused
 	ExitDrift       = 5 // history and folder disagree
 	ExitLocked      = 6 // another runner held the lock too long
+	ExitPending     = 7 // status --exit-code: files are pending
 	ExitInterrupted = 130
 )
 
@@ -57,7 +58,10 @@ func ExitCode(err error) int {
 		role     *provision.MissingRoleError
 		pgErr    *pgconn.PgError
 	)
+	var gate *exitError
 	switch {
+	case errors.As(err, &gate):
+		return gate.code
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
 	case errors.As(err, &usage), errors.As(err, &cfgErr), errors.As(err, &loadErr), errors.As(err, &planErr), errors.As(err, &noDB),
@@ -105,3 +109,11 @@ func explain(err error) error {
 func isAuthCode(code string) bool {
 	return code == "42501" || code[:2] == "28"
 }
+
+// exitError ends a run with a given code: status --exit-code's gate.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }

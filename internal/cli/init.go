@@ -19,7 +19,7 @@ import (
 // the server and the target dbinit manages on it. close closes both
 // connections.
 func (r *run) server(ctx context.Context) (srv *provision.Server, target provision.Target, closeAll func(), err error) {
-	set, err := migrate.LoadDir(r.cfg.Dir)
+	set, err := r.loadSet()
 	if err != nil {
 		return nil, target, nil, err
 	}
@@ -56,6 +56,21 @@ func (r *run) server(ctx context.Context) (srv *provision.Server, target provisi
 	return srv, target, closeAll, nil
 }
 
+// loadSet loads and checks the migration folder. A folder without
+// migrations is a mistake (a wrong DBINIT_DIR, a mount that did not
+// happen), not version 0.
+func (r *run) loadSet() (*migrate.Set, error) {
+	set, err := migrate.LoadDir(r.cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(set.Migrations) == 0 {
+		return nil, &config.Error{Msg: "no migrations in " + set.Dir +
+			" (files named NNN_name.sql; `dbinit new NAME` writes the first; check DBINIT_DIR, --dir and the volume mount)"}
+	}
+	return set, nil
+}
+
 // lockDatabase is where every runner takes its locks, whatever database
 // its URL names: an advisory lock lives in one database, and runners that
 // manage the same template or working database must meet in the same one.
@@ -71,7 +86,7 @@ func (r *run) lockConnection(ctx context.Context, maint *pgx.Conn) (*pgx.Conn, e
 		return maint, nil
 	}
 	conn, err := dbconn.Connect(ctx, dbconn.ForDatabase(maint.Config(), lockDatabase),
-		dbconn.Options{Timeout: 5 * time.Second, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
+		r.connectOptions(5*time.Second))
 	if err == nil {
 		return conn, nil
 	}
@@ -87,8 +102,7 @@ func (r *run) lockConnection(ctx context.Context, maint *pgx.Conn) (*pgx.Conn, e
 // configuration says (wait timeout, entrypoint mode).
 func (r *run) connectTo(maint *pgx.Conn) func(context.Context, string) (*pgx.Conn, error) {
 	return func(ctx context.Context, database string) (*pgx.Conn, error) {
-		return dbconn.Connect(ctx, dbconn.ForDatabase(maint.Config(), database),
-			dbconn.Options{Timeout: r.cfg.WaitTimeout, Logger: r.log, AcceptInitServer: r.acceptInitServer()})
+		return dbconn.Connect(ctx, dbconn.ForDatabase(maint.Config(), database), r.connectOptions(r.cfg.WaitTimeout))
 	}
 }
 
@@ -140,17 +154,17 @@ func cmdClone(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 	rebuild := fs.Bool("rebuild", false, "rebuild the template when its files differ from the folder (an applied file edited or removed)")
 	return func(ctx context.Context, r *run, args []string) error {
 		if len(args) != 1 {
-			return &usageError{"dbinit clone needs exactly one database NAME"}
+			return &usageError{"clone: needs exactly one database NAME"}
 		}
 		name := args[0]
 		if r.cfg.Production() {
-			return &usageError{"dbinit clone copies the template, and DBINIT_TEMPLATE=none (production mode) has none"}
+			return &usageError{"clone: production mode (DBINIT_TEMPLATE=none) has no template to clone"}
 		}
 		if err := config.CheckName(name); err != nil {
-			return &usageError{"dbinit clone: " + err.Error()}
+			return &usageError{"clone: " + err.Error()}
 		}
 		if name == r.cfg.Database {
-			return &usageError{fmt.Sprintf("dbinit clone: %q is the working database (DBINIT_DATABASE); clone makes other databases (DBINIT_RESET=true re-clones the working one, in development)", name)}
+			return &usageError{fmt.Sprintf("clone: %q is the working database (DBINIT_DATABASE); clone makes other databases (DBINIT_RESET=true re-clones the working one, in development)", name)}
 		}
 		srv, target, closeAll, err := r.server(ctx)
 		if err != nil {

@@ -15,7 +15,7 @@ func cmdSnapshot(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 	asJSON := fs.Bool("json", false, "list: print JSON")
 	return func(ctx context.Context, r *run, args []string) error {
 		if len(args) == 0 {
-			return &usageError{"dbinit snapshot needs list or restore NAME"}
+			return &usageError{"snapshot: needs list or restore NAME"}
 		}
 		srv, target, closeAll, err := r.server(ctx)
 		if err != nil {
@@ -25,7 +25,7 @@ func cmdSnapshot(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		switch args[0] {
 		case "list":
 			if len(args) != 1 {
-				return &usageError{"dbinit snapshot list takes no arguments"}
+				return &usageError{"snapshot: list takes no arguments"}
 			}
 			snaps, err := srv.Snapshots(ctx, r.cfg.Database)
 			if err != nil {
@@ -55,7 +55,7 @@ func cmdSnapshot(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 			return tw.Flush()
 		case "restore":
 			if len(args) != 2 {
-				return &usageError{"dbinit snapshot restore needs exactly one snapshot NAME (see dbinit snapshot list)"}
+				return &usageError{"snapshot: restore needs exactly one snapshot NAME (see dbinit snapshot list)"}
 			}
 			kept, err := srv.Restore(ctx, target, r.cfg.Database, args[1])
 			if err != nil {
@@ -68,6 +68,6 @@ func cmdSnapshot(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 			}
 			return nil
 		}
-		return &usageError{fmt.Sprintf("dbinit snapshot: unknown subcommand %q (list, restore NAME)", args[0])}
+		return &usageError{fmt.Sprintf("snapshot: unknown subcommand %q (list, restore NAME)", args[0])}
 	}
 }

@@ -34,6 +34,26 @@ func (e *WaitError) Error() string {
 
 func (e *WaitError) Unwrap() error { return e.Last }
 
+// ConnectError is a connection the server refused for good (a wrong
+// password, a role that may not log in). Its text is the server's reason
+// alone: pgx also lists its first attempt, which with sslmode=prefer is a
+// TLS refusal that has nothing to do with the failure.
+type ConnectError struct {
+	Target string // "db:5432/postgres"
+	User   string
+	Err    error
+}
+
+func (e *ConnectError) Error() string {
+	var pgErr *pgconn.PgError
+	if errors.As(e.Err, &pgErr) {
+		return fmt.Sprintf("connect to %s as %s: %s (SQLSTATE %s)", e.Target, e.User, pgErr.Message, pgErr.Code)
+	}
+	return fmt.Sprintf("connect to %s as %s: %s", e.Target, e.User, Reason(e.Err))
+}
+
+func (e *ConnectError) Unwrap() error { return e.Err }
+
 // NoDatabaseError says the database to connect to does not exist. Exit code 2
 // for the maintenance database (a configuration error).
 type NoDatabaseError struct {
@@ -123,7 +143,7 @@ func Connect(ctx context.Context, cc *pgx.ConnConfig, opts Options) (*pgx.Conn, 
 				if errors.As(err, &pgErr) && pgErr.Code == "3D000" {
 					return &NoDatabaseError{Name: cc.Database, Err: err}
 				}
-				return fmt.Errorf("connect to %s: %w", Target(cc), err)
+				return &ConnectError{Target: Target(cc), User: cc.User, Err: err}
 			}
 			// An attempt cut short by the deadline says less than the one
 			// before it ("connection refused").
@@ -266,10 +286,12 @@ func Reason(err error) string {
 			msg = inner.Error()
 		}
 	}
-	// pgx lists one line per attempt (TLS, then plain); say each once.
+	// pgx lists one line per attempt (TLS, then plain), and some errors
+	// twice ("hostname resolving error: X", then X); say each once.
 	var lines []string
 	for _, l := range strings.Split(msg, "\n") {
-		if l = strings.TrimSpace(l); l != "" && !slices.Contains(lines, l) {
+		l = strings.TrimSpace(l)
+		if l != "" && !slices.ContainsFunc(lines, func(seen string) bool { return strings.HasSuffix(seen, l) }) {
 			lines = append(lines, l)
 		}
 	}
