@@ -10,13 +10,25 @@ PKGS := ./... ./docker/... ./dbtest/dbtestcontainers/...
 PG_MAJOR ?= 17
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-.PHONY: help build test test-short short-needs-no-server reliability bench fuzz vet clean image postgres-image postgres-dbinit-image up down
+.PHONY: help build release test test-short short-needs-no-server reliability bench fuzz vet clean image postgres-image postgres-dbinit-image up down
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 build: ## build the static binary bin/dbinit
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dbinit ./cmd/dbinit
+
+DIST ?= dist
+PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+release: ## static binaries for linux, darwin and windows on amd64 and arm64 in $(DIST)/, with SHA256SUMS; VERSION=v1.2.3 stamps them
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for p in $(PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		out=$(DIST)/dbinit-$(VERSION)-$$os-$$arch$$ext; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/dbinit; \
+		echo $$out; \
+	done
+	cd $(DIST) && sha256sum dbinit-* >SHA256SUMS && sha256sum -c --quiet SHA256SUMS
 
 test: vet short-needs-no-server ## every test, with the race detector, against real PostgreSQL servers and containers it starts
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
@@ -43,8 +55,10 @@ bench: ## benchmarks: dbinit vs psql, clone vs migrate (see docs/benchmarks.md)
 fuzz: ## fuzz the SQL splitter for a minute
 	$(GO) test -run '^$$' -fuzz FuzzSplit -fuzztime 60s ./internal/sqlsplit
 
-vet: ## go vet and gofmt
+vet: ## go vet, gofmt, and the binary builds for Windows and macOS (what make release ships)
 	$(GO) vet $(PKGS)
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/dbinit
+	CGO_ENABLED=0 GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/dbinit
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 image: ## the dbinit image dbinit:local, FROM scratch, from a host-built binary
@@ -58,21 +72,14 @@ postgres-dbinit-image: ## Dockerfile.postgres on the offline base: dbinit/postgr
 	bash docker/build-image.sh postgres dbinit/postgres-dbinit:$(PG_MAJOR) dbinit/postgres-base:$(PG_MAJOR)
 
 # up uses the official postgres image when it is here or can be pulled, and
-# builds the offline one from Debian packages otherwise.
-up: image ## start postgres, dbinit and the example app with docker-compose
-	@mkdir -p .secrets && chmod 700 .secrets
-	@[ -s .secrets/postgres-password ] || (umask 022 && head -c 18 /dev/urandom | base64 >.secrets/postgres-password)
-	@if docker image inspect postgres:$(PG_MAJOR) >/dev/null 2>&1 || timeout 30 docker pull -q postgres:$(PG_MAJOR) >/dev/null 2>&1; then \
-		img=postgres:$(PG_MAJOR); \
-	else \
-		echo "postgres:$(PG_MAJOR) cannot be pulled here; building dbinit/postgres-base:$(PG_MAJOR) from Debian packages"; \
-		bash docker/postgres/build-base.sh $(PG_MAJOR) && img=dbinit/postgres-base:$(PG_MAJOR); \
-	fi; \
-	POSTGRES_IMAGE=$$img $(COMPOSE) up -d && \
-	POSTGRES_IMAGE=$$img $(COMPOSE) logs dbinit app
+# builds the offline one from Debian packages otherwise (docker/up.sh).
+up: image ## start postgres, dbinit and the example app with docker-compose; exits with dbinit's code when it fails
+	@PG_MAJOR=$(PG_MAJOR) COMPOSE="$(COMPOSE)" bash docker/up.sh
 
-down: ## stop the compose services and remove their volume
-	$(COMPOSE) down -v
+down: ## stop the compose services and delete their data
+	$(COMPOSE) down -v --remove-orphans
 
-clean:
-	rm -rf bin
+clean: ## remove build outputs and every image this project built (the next make test rebuilds the PostgreSQL images: minutes)
+	rm -rf bin dist docker/.build
+	@ids=$$( (docker images -q --filter label=io.github.savvi-studio.dbinit.project=dbinit; docker images -q dbinit; docker images -q 'dbinit/*') 2>/dev/null | sort -u); \
+	if [ -n "$$ids" ]; then echo "removing $$(echo $$ids | wc -w) dbinit image(s)"; docker image rm -f $$ids >/dev/null; fi

@@ -12,6 +12,19 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 kind=${1:?usage: build-image.sh dbinit|postgres [TAG] [BASE]}
 version=${VERSION:-$(git -C "$root" describe --tags --always --dirty 2>/dev/null || echo dev)}
 
+# Every image this project builds carries this label: make clean finds them by it.
+label=io.github.savvi-studio.dbinit.project=dbinit
+
+# build runs docker build quietly; its output (the classic builder's
+# deprecation notice, the steps) is shown only when it fails.
+build() {
+	local out
+	if ! out=$(docker build -q "$@" 2>&1); then
+		printf '%s\n' "$out" >&2
+		exit 1
+	fi
+}
+
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 
@@ -32,18 +45,25 @@ dbinit)
 	mv "$stage/bin/dbinit" "$stage/dbinit"
 	printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n' >"$stage/passwd"
 	printf 'root:x:0:\nnonroot:x:65532:\n' >"$stage/group"
-	docker build -q -f "$root/docker/Dockerfile" -t "$tag" "$stage" >/dev/null
+	old=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
+	build -f "$root/docker/Dockerfile.prebuilt" --label "$label" -t "$tag" "$stage"
 	;;
 postgres)
 	tag=${2:?usage: build-image.sh postgres TAG BASE}
 	base=${3:?usage: build-image.sh postgres TAG BASE}
 	mkdir -p "$stage/docker/postgres"
 	cp "$root/docker/postgres/initdb-dbinit.sh" "$stage/docker/postgres/"
-	docker build -q -f "$root/Dockerfile.postgres" --build-arg "POSTGRES_IMAGE=$base" -t "$tag" "$stage" >/dev/null
+	old=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
+	build -f "$root/Dockerfile.postgres" --build-arg "POSTGRES_IMAGE=$base" --label "$label" -t "$tag" "$stage"
 	;;
 *)
 	echo "build-image.sh: unknown image kind $kind (dbinit or postgres)" >&2
 	exit 2
 	;;
 esac
+# The image this tag named before is now untagged: remove it rather than
+# leave a dangling image per build (it stays while a container uses it).
+if [[ -n $old && $old != "$(docker image inspect -f '{{.Id}}' "$tag")" ]]; then
+	docker image rm "$old" >/dev/null 2>&1 || true
+fi
 echo "$tag $(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.1f MB", $1/1e6}')"

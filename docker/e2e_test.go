@@ -29,8 +29,9 @@ import (
 const dbinitImage = "dbinit:e2e"
 
 var images struct {
-	once sync.Once
-	err  error
+	once  sync.Once
+	err   error
+	built bool // the e2e images exist: TestMain removes them at the end
 }
 
 func requireDocker(t *testing.T) {
@@ -43,7 +44,10 @@ func requireDocker(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
 		t.Fatalf("no Docker engine answers (%v: %s); the container tests need one (go test -short skips them)", err, bytes.TrimSpace(out))
 	}
-	images.once.Do(func() { images.err = buildImages() })
+	images.once.Do(func() {
+		images.err = buildImages()
+		images.built = true
+	})
 	if images.err != nil {
 		t.Fatal(images.err)
 	}
@@ -268,7 +272,7 @@ func TestComposeLifecycle(t *testing.T) {
 
 	// 4. A broken migration: exit 1 with FILE:LINE:COL, the app does not start, nothing lost.
 	writeFile(t, filepath.Join(s.dir, "005_broken.sql"), "CREATE TABLE app.tags (id int);\nSELECT no_such_column FROM app.accounts;\n")
-	if out, err := s.compose("rm", "-s", "-f", "app"); err != nil {
+	if out, err := s.compose("rm", "-s", "-f", "-v", "app"); err != nil {
 		t.Fatalf("compose rm: %v\n%s", err, out)
 	}
 	if out, err := s.compose("up", "-d", "--no-deps", "--force-recreate", "dbinit"); err != nil {

@@ -41,9 +41,23 @@ type podSpec struct {
 }
 
 type manifest struct {
-	Kind string `yaml:"kind"`
+	Kind     string `yaml:"kind"`
+	Metadata struct {
+		Name string `yaml:"name"`
+	} `yaml:"metadata"`
 	Spec struct {
-		Replicas int `yaml:"replicas"`
+		Replicas         int `yaml:"replicas"`
+		BackoffLimit     int `yaml:"backoffLimit"`
+		PodFailurePolicy struct {
+			Rules []struct {
+				Action      string `yaml:"action"`
+				OnExitCodes *struct {
+					ContainerName string `yaml:"containerName"`
+					Operator      string `yaml:"operator"`
+					Values        []int  `yaml:"values"`
+				} `yaml:"onExitCodes"`
+			} `yaml:"rules"`
+		} `yaml:"podFailurePolicy"`
 		Template struct {
 			Spec podSpec `yaml:"spec"`
 		} `yaml:"template"`
@@ -127,4 +141,29 @@ func TestJobRunsDBInit(t *testing.T) {
 		t.Fatalf("containers = %+v", spec.Containers)
 	}
 	checkDBInit(t, spec, spec.Containers[0])
+	// One Job per release: a bare name could not be applied again.
+	if m.Metadata.Name == "dbinit" || !strings.HasPrefix(m.Metadata.Name, "dbinit-") {
+		t.Errorf("Job name %q: give each release its own (dbinit-<release>)", m.Metadata.Name)
+	}
+	// Deterministic failures end the Job; transient ones are retried.
+	action := map[int]string{}
+	for _, r := range m.Spec.PodFailurePolicy.Rules {
+		if r.OnExitCodes == nil {
+			continue
+		}
+		if r.OnExitCodes.ContainerName != spec.Containers[0].Name || r.OnExitCodes.Operator != "In" {
+			t.Errorf("rule %+v must name container %s with operator In", r.OnExitCodes, spec.Containers[0].Name)
+		}
+		for _, v := range r.OnExitCodes.Values {
+			action[v] = r.Action
+		}
+	}
+	for code, want := range map[int]string{1: "FailJob", 2: "FailJob", 5: "FailJob", 3: "Count", 6: "Count"} {
+		if action[code] != want {
+			t.Errorf("exit code %d: podFailurePolicy action %q, want %s", code, action[code], want)
+		}
+	}
+	if m.Spec.BackoffLimit < 1 {
+		t.Error("backoffLimit must allow retries of exit codes 3 and 6")
+	}
 }

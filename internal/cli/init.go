@@ -130,21 +130,24 @@ func cmdInit(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 			}
 			r.log.Info("init done", "mode", "production", "template", "none",
 				"database", r.cfg.Database, "database_state", out.State, "files_applied", out.FilesApplied,
-				"duration_ms", time.Since(start).Milliseconds())
+				"version", target.Set.Latest(), "duration_ms", time.Since(start).Milliseconds())
 			return nil
 		}
 		out, err := srv.Init(ctx, target, r.cfg.Database, r.cfg.Reset)
 		if err != nil {
 			return err
 		}
-		templateState := "reused"
+		attrs := []any{"template", r.cfg.Template, "template_state", "reused"}
 		if out.Template.Built {
-			templateState = "built"
+			attrs = []any{"template", r.cfg.Template, "template_state", "built"}
+			if res := out.Template.Result; res != nil {
+				attrs = append(attrs, "template_files", len(res.FilesExecuted))
+			}
 		}
-		r.log.Info("init done",
-			"template", r.cfg.Template, "template_state", templateState, "template_ms", out.Template.Duration.Milliseconds(),
+		attrs = append(attrs, "template_ms", out.Template.Duration.Milliseconds(),
 			"database", r.cfg.Database, "database_state", out.State, "files_applied", out.FilesApplied,
-			"duration_ms", time.Since(start).Milliseconds())
+			"version", target.Set.Latest(), "duration_ms", time.Since(start).Milliseconds())
+		r.log.Info("init done", attrs...)
 		return nil
 	}
 }
