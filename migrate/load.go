@@ -21,10 +21,12 @@ import (
 	"github.com/savvi-studio/dbinit/internal/sqlsplit"
 )
 
-// historyFormat is the version of the history table's layout. It is part of
-// the migration-set hash, so a dbinit that records history differently never
-// reuses a template built by an older one.
-const historyFormat = 2
+// setHashFormat is the version of what the migration-set hash covers
+// (format 2: the text checksums). A dbinit that hashes differently never
+// mistakes a template built by an older one for current. The history
+// table's own layout (format 3) is upgraded in place by ensureHistory, so
+// it needs no new hash.
+const setHashFormat = 2
 
 // directiveNoTransaction, as a leading comment line, runs a file statement by
 // statement outside a transaction.
@@ -36,7 +38,25 @@ type Migration struct {
 	Name    string  // "add_users"
 	Up      *Script // never nil
 	Down    *Script // nil when there is no down file
+	// DependsOn lists versions that must be applied before this one
+	// (depends_on in the manifest).
+	DependsOn []int64
 }
+
+// Range is an inclusive range of versions, "1-7".
+type Range struct{ From, To int64 }
+
+func (r Range) String() string { return fmt.Sprintf("%d-%d", r.From, r.To) }
+
+// ReplacedFile is one file a squashed file replaces.
+type ReplacedFile struct {
+	Version  int64
+	Name     string
+	Checksum string // the file's text checksum, or a prefix of it (at least 16 hex digits)
+}
+
+// Contains reports whether v is in the range.
+func (r Range) Contains(v int64) bool { return v >= r.From && v <= r.To }
 
 // Script is one checked, split SQL file.
 type Script struct {
@@ -55,6 +75,15 @@ type Script struct {
 	// Todo: the file still has the -- dbinit:todo line `dbinit new` writes:
 	// it is not written yet, and is refused when it would run.
 	Todo bool
+	// Replaces is the file's -- dbinit:replaces FROM-TO: a squashed file
+	// that stands for versions FROM to TO (its own), whose files moved out
+	// of the folder. nil for ordinary files.
+	Replaces *Range
+	// ReplacedFiles are the files a squashed file replaces, as a database
+	// must have them applied for the squashed file to be recorded over
+	// them: its -- dbinit:replaced lines (dbinit squash writes them), else
+	// the files in the folder's squashed/ subfolder.
+	ReplacedFiles []ReplacedFile
 	// LockTimeout and StatementTimeout are the file's own -- dbinit:lock-timeout
 	// and -- dbinit:statement-timeout; nil when it sets none (the
 	// Migrator's apply).
@@ -88,6 +117,7 @@ func (s Statement) SQL() string { return s.Text[s.Start:] }
 type Set struct {
 	Dir        string       // folder as shown to users, "db"
 	Migrations []*Migration // ordered by Version
+	Manifest   *Manifest    // the folder's migrations.json; nil when it has none
 }
 
 // Problem is one thing wrong with a migration folder.
@@ -140,7 +170,17 @@ var directiveRE = regexp.MustCompile(`^\s*--\s*dbinit:\s*(\S*)[ \t]*(.*?)\s*$`)
 // layout of a Kubernetes ConfigMap or Secret mount: 001_a.sql ->
 // ..data/001_a.sql); a link leading anywhere else is a problem, and its
 // target is never read.
-func LoadDir(dir string) (*Set, error) {
+func LoadDir(dir string) (*Set, error) { return LoadDirWith(dir, LoadOptions{}) }
+
+// LoadOptions change what loading reads.
+type LoadOptions struct {
+	// SkipManifest loads the files without the folder's migrations.json
+	// (for writing it anew when it cannot be read).
+	SkipManifest bool
+}
+
+// LoadDirWith is LoadDir with options.
+func LoadDirWith(dir string, opts LoadOptions) (*Set, error) {
 	fail := func(msg string) (*Set, error) {
 		return nil, &LoadError{Dir: dir, Problems: []Problem{{Path: dir, Msg: msg}}}
 	}
@@ -161,7 +201,7 @@ func LoadDir(dir string) (*Set, error) {
 		return fail("cannot read the migration folder: " + pathErrReason(err))
 	}
 	defer root.Close()
-	return Load(root.FS(), dir)
+	return load(root.FS(), dir, opts)
 }
 
 // outsideLinks reports the .sql entries of dir that are symbolic links
@@ -196,7 +236,9 @@ func outsideLinks(dir string) []Problem {
 // Load reads every migration file at the top of fsys. dir is how the folder is
 // named in messages ("db"). Every file is checked and split before Load
 // returns; all problems are reported together in a *LoadError.
-func Load(fsys fs.FS, dir string) (*Set, error) {
+func Load(fsys fs.FS, dir string) (*Set, error) { return load(fsys, dir, LoadOptions{}) }
+
+func load(fsys fs.FS, dir string, opts LoadOptions) (*Set, error) {
 	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, &LoadError{Dir: dir, Problems: []Problem{{Path: dir, Msg: "cannot read the migration folder: " + pathErrReason(err)}}}
@@ -263,16 +305,126 @@ func Load(fsys fs.FS, dir string) (*Set, error) {
 			problems = append(problems, Problem{Path: d.Path, Msg: fmt.Sprintf("down file's name does not match its up file %s (expected %s)", up.File, strings.TrimSuffix(up.File, ".sql")+"_down.sql")})
 		}
 	}
+	for _, d := range downs {
+		if d.Replaces != nil {
+			problems = append(problems, Problem{Path: d.Path, Msg: "dbinit:replaces belongs in the up file of a squashed migration, not in its down file"})
+		}
+	}
+	for v, up := range ups {
+		r := up.Replaces
+		if r == nil {
+			if len(up.ReplacedFiles) > 0 {
+				problems = append(problems, Problem{Path: up.Path, Msg: "has dbinit:replaced lines but no dbinit:replaces FROM-TO"})
+			}
+			continue
+		}
+		if len(up.ReplacedFiles) == 0 {
+			up.ReplacedFiles = squashedFiles(fsys, *r)
+		}
+		problems = append(problems, checkReplacedFiles(up, v)...)
+		if r.To != v || r.From < 1 || r.From > r.To {
+			problems = append(problems, Problem{Path: up.Path, Msg: fmt.Sprintf("dbinit:replaces %s: a squashed file carries the last version it replaces (replaces 1-%d for version %d)", r, v, v)})
+			continue
+		}
+		for ov, other := range ups {
+			switch {
+			case ov != v && r.Contains(ov):
+				problems = append(problems, Problem{Path: other.Path, Msg: fmt.Sprintf("version %d is replaced by %s (dbinit:replaces %s): move this file out of the folder (dbinit squash puts replaced files in squashed/)", ov, up.File, r)})
+			case ov != v && other.Replaces != nil && other.Replaces.From <= r.To && r.From <= other.Replaces.To && ov > v:
+				problems = append(problems, Problem{Path: other.Path, Msg: fmt.Sprintf("dbinit:replaces %s overlaps %s (replaces %s)", other.Replaces, up.File, r)})
+			}
+		}
+	}
+	var manifest *Manifest
+	if !opts.SkipManifest {
+		var manifestProblems []Problem
+		manifest, manifestProblems = readManifest(fsys, display(ManifestFile))
+		problems = append(problems, manifestProblems...)
+	}
 	if len(problems) > 0 {
 		slices.SortStableFunc(problems, func(a, b Problem) int { return strings.Compare(a.Path, b.Path) })
 		return nil, &LoadError{Dir: dir, Problems: problems}
 	}
-	set := &Set{Dir: dir}
+	set := &Set{Dir: dir, Manifest: manifest}
 	for v, up := range ups {
 		set.Migrations = append(set.Migrations, &Migration{Version: v, Name: upNames[v], Up: up, Down: downs[v]})
 	}
 	slices.SortFunc(set.Migrations, func(a, b *Migration) int { return cmpInt64(a.Version, b.Version) })
+	if manifest != nil {
+		for _, e := range manifest.Migrations {
+			if m := set.Find(e.Version); m != nil && m.Name == e.Name {
+				m.DependsOn = slices.Clone(e.DependsOn)
+			}
+		}
+	}
 	return set, nil
+}
+
+// squashedFiles reads the up files in the folder's squashed/ subfolder
+// whose versions are in r: what a squashed file without dbinit:replaced
+// lines replaces. Unreadable or misnamed files are left out (the squashed
+// file is then refused where it would be recorded).
+func squashedFiles(fsys fs.FS, r Range) []ReplacedFile {
+	entries, err := fs.ReadDir(fsys, squashedDir)
+	if err != nil {
+		return nil
+	}
+	var out []ReplacedFile
+	for _, e := range entries {
+		m := fileNameRE.FindStringSubmatch(e.Name())
+		if m == nil || e.IsDir() || strings.HasSuffix(m[2], "_down") {
+			continue
+		}
+		v, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil || !r.Contains(v) {
+			continue
+		}
+		raw, err := fs.ReadFile(fsys, squashedDir+"/"+e.Name())
+		if err != nil {
+			continue
+		}
+		out = append(out, ReplacedFile{Version: v, Name: m[2], Checksum: textChecksum(raw)})
+	}
+	slices.SortFunc(out, func(a, b ReplacedFile) int { return cmpInt64(a.Version, b.Version) })
+	return out
+}
+
+// squashedDir is the subfolder dbinit squash moves replaced files to.
+const squashedDir = "squashed"
+
+// checkReplacedFiles checks a squashed file's list of replaced files: in
+// its range, one per version, its own version among them.
+func checkReplacedFiles(up *Script, version int64) []Problem {
+	r := up.Replaces
+	if len(up.ReplacedFiles) == 0 {
+		return nil // refused where it would be recorded, with what to do
+	}
+	var problems []Problem
+	seen := map[int64]bool{}
+	for _, f := range up.ReplacedFiles {
+		switch {
+		case !r.Contains(f.Version):
+			problems = append(problems, Problem{Path: up.Path, Msg: fmt.Sprintf("dbinit:replaced %d is outside dbinit:replaces %s", f.Version, r)})
+		case seen[f.Version]:
+			problems = append(problems, Problem{Path: up.Path, Msg: fmt.Sprintf("dbinit:replaced lists version %d twice", f.Version)})
+		}
+		seen[f.Version] = true
+	}
+	if !seen[version] {
+		problems = append(problems, Problem{Path: up.Path, Msg: fmt.Sprintf("dbinit:replaced does not list version %d, the last replaced file, whose number the squashed file carries", version)})
+	}
+	return problems
+}
+
+// replaced returns the squashed migration that replaces version v (v below
+// its own version), or nil.
+func (s *Set) replaced(v int64) *Migration {
+	for _, m := range s.Migrations {
+		if r := m.Up.Replaces; r != nil && r.Contains(v) && v != m.Version {
+			return m
+		}
+	}
+	return nil
 }
 
 // parseScript checks one file and splits it into statements.
@@ -302,6 +454,7 @@ func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 	s.NoTransaction = noTx
 	s.Todo = dirs.todo
 	s.LockTimeout, s.StatementTimeout = dirs.lockTimeout, dirs.statementTimeout
+	s.Replaces, s.ReplacedFiles = dirs.replaces, dirs.replaced
 
 	if p := sqlsplit.Unterminated(text); p != nil {
 		problems = append(problems, Problem{Path: display, Line: p.Line, Col: p.Col, Msg: p.Msg})
@@ -344,10 +497,12 @@ type fileDirectives struct {
 	todo             bool
 	lockTimeout      *time.Duration
 	statementTimeout *time.Duration
+	replaces         *Range
+	replaced         []ReplacedFile
 }
 
 // knownDirectives lists the directives, for the message about an unknown one.
-const knownDirectives = "no-transaction, lock-timeout DURATION, statement-timeout DURATION, todo"
+const knownDirectives = "no-transaction, lock-timeout DURATION, statement-timeout DURATION, replaces FROM-TO, replaced VERSION NAME CHECKSUM, todo"
 
 // directives reads "-- dbinit:..." lines. They count only in the leading
 // comment block; anywhere else they would silently do nothing, so they are
@@ -387,6 +542,27 @@ func directives(display, text string) (d fileDirectives, problems []Problem) {
 			d.lockTimeout = duration()
 		case m[1] == "statement-timeout":
 			d.statementTimeout = duration()
+		case m[1] == "replaces":
+			from, to, ok := strings.Cut(m[2], "-")
+			f, err1 := strconv.ParseInt(strings.TrimSpace(from), 10, 64)
+			t, err2 := strconv.ParseInt(strings.TrimSpace(to), 10, 64)
+			if !ok || err1 != nil || err2 != nil {
+				bad(fmt.Sprintf("dbinit:replaces needs a range of versions such as 1-7, not %q", m[2]))
+				continue
+			}
+			d.replaces = &Range{From: f, To: t}
+		case m[1] == "replaced":
+			f := strings.Fields(m[2])
+			var v int64
+			var err error = errors.New("fields")
+			if len(f) == 3 {
+				v, err = strconv.ParseInt(f[0], 10, 64)
+			}
+			if err != nil || len(f[2]) < 16 || strings.Trim(f[2], "0123456789abcdef") != "" {
+				bad(fmt.Sprintf("dbinit:replaced needs VERSION NAME CHECKSUM (at least 16 hex digits), not %q", m[2]))
+				continue
+			}
+			d.replaced = append(d.replaced, ReplacedFile{Version: v, Name: f[1], Checksum: f[2]})
 		default:
 			bad(fmt.Sprintf("unknown directive dbinit:%s (known: %s)", strings.TrimSpace(m[1]+" "+m[2]), knownDirectives))
 		}
@@ -422,6 +598,12 @@ const (
 // recorded the bytes, by the bytes as they are or as they would be with LF
 // or CRLF line endings, with or without a byte-order mark.
 func (s *Script) Matches(a Applied) bool {
+	if a.RecordedOver && s.Replaces == nil && a.Replaced != nil {
+		// The release before a squash, on a history the squash was
+		// recorded over: its last replaced file is what the row recorded
+		// first.
+		a = *a.Replaced
+	}
 	if a.ChecksumKind != ChecksumBytes {
 		return a.Checksum == s.Checksum
 	}
@@ -450,7 +632,7 @@ func (s *Set) Hash() string { return s.HashUpTo(s.Latest()) }
 // HashUpTo is the Hash of the set's files up to and including version: a
 // template built from a set whose Hash equals it holds exactly those files,
 // and this set adds only files after them.
-func (s *Set) HashUpTo(version int64) string { return s.hashUpTo(version, historyFormat) }
+func (s *Set) HashUpTo(version int64) string { return s.hashUpTo(version, setHashFormat) }
 
 // LegacyHashUpTo is HashUpTo as a dbinit before history format 2 computed
 // it (over the bytes checksums): a template it built holds the same files

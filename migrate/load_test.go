@@ -26,7 +26,7 @@ func TestLoadOrdersNumerically(t *testing.T) {
 		"100_hundred.sql":   "SELECT 100;",
 		"009_nine_down.sql": "SELECT -9;",
 		"README.md":         "not a migration",
-		"migrations.json":   "{}",
+		"notes.json":        "{}",
 	}), "db")
 	if err != nil {
 		t.Fatal(err)

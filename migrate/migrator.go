@@ -97,6 +97,7 @@ type FileResult struct {
 	Down       bool
 	Statements int           // statements executed in this run
 	ResumedAt  int           // > 0 when a partial no-transaction file resumed at this statement (0-based)
+	Replaced   bool          // a squashed file recorded over the versions it replaces, not run
 	Duration   time.Duration // time spent on the file, including its history row
 	Err        error         // nil when the file completed
 }
@@ -175,6 +176,10 @@ func (m *Migrator) Down(ctx context.Context, conn *pgx.Conn, opts DownOptions) (
 		m.log.Info("nothing to revert", "database", res.Database)
 		return res.finish(start, nil)
 	}
+	// A history an older dbinit wrote gets this one's columns first.
+	if err := ensureHistory(ctx, conn); err != nil {
+		return res.finish(start, err)
+	}
 	return res.finish(start, m.run(ctx, conn, plan, res))
 }
 
@@ -212,6 +217,19 @@ func (m *Migrator) Baseline(ctx context.Context, conn *pgx.Conn, opts BaselineOp
 	for _, a := range applied {
 		if a.Version > version {
 			return res.finish(start, &PlanError{Problems: []string{fmt.Sprintf("version %d is already recorded, above the baseline %d; baseline is for databases without a history", a.Version, version)}})
+		}
+	}
+	for _, mig := range m.set.Migrations {
+		r := mig.Up.Replaces
+		if r == nil || mig.Version > version {
+			continue
+		}
+		for _, a := range applied {
+			if r.Contains(a.Version) {
+				return res.finish(start, &PlanError{Problems: []string{fmt.Sprintf(
+					"the database has version %d, one of the files the squashed %s replaces: baseline cannot record it over them; `dbinit up` does, after checking they are the files it replaced",
+					a.Version, mig.Up.Path)}})
+			}
 		}
 	}
 	if len(applied) > 0 && !opts.Force {
@@ -273,6 +291,8 @@ func (m *Migrator) Accept(ctx context.Context, conn *pgx.Conn, version int64) er
 		return &PlanError{Problems: []string{fmt.Sprintf("%s is not applied; there is nothing to accept", mig.Up.Path)}}
 	case a.State == StatePartial:
 		return &PlanError{Problems: []string{fmt.Sprintf("%s is only partially applied; finish it with `dbinit up`", mig.Up.Path)}}
+	case replaceOnUp(mig, a):
+		return &PlanError{Problems: []string{fmt.Sprintf("version %d is still the file applied before %s squashed it; `dbinit up` records the squashed file (accept is for a file edited after it was applied)", version, mig.Up.Path)}}
 	case mig.Up.Matches(a) && a.ChecksumKind == ChecksumText:
 		m.log.Info("checksum already matches; nothing to accept", "file", mig.Up.Path, "version", version)
 		return nil
@@ -280,8 +300,14 @@ func (m *Migrator) Accept(ctx context.Context, conn *pgx.Conn, version int64) er
 	if err := ensureHistory(ctx, conn); err != nil {
 		return err
 	}
-	if _, err := conn.Exec(ctx, `UPDATE dbinit.schema_migrations SET checksum = $2, checksum_kind = 'text', statements_total = $3 WHERE version = $1`,
-		version, mig.Up.Checksum, len(mig.Up.Statements)); err != nil {
+	// A squashed file recorded over the files it replaced has its checksum
+	// in squash_checksum; the row's own stays the replaced file's.
+	if _, err := conn.Exec(ctx, `UPDATE dbinit.schema_migrations SET
+    checksum = CASE WHEN squash_checksum = '' THEN $2 ELSE checksum END,
+    checksum_kind = CASE WHEN squash_checksum = '' THEN 'text' ELSE checksum_kind END,
+    squash_checksum = CASE WHEN squash_checksum = '' THEN '' ELSE $2 END,
+    statements_total = $3
+WHERE version = $1`, version, mig.Up.Checksum, len(mig.Up.Statements)); err != nil {
 		return fmt.Errorf("accept %s: %w", mig.Up.Path, err)
 	}
 	m.log.Warn("accepted edited file", "file", mig.Up.Path, "version", version, "old_checksum", short(a.Checksum), "new_checksum", short(mig.Up.Checksum))

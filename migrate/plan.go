@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -22,6 +23,14 @@ type Applied struct {
 	AppliedAt       time.Time
 	ExecutionMS     int64
 	AppliedBy       string
+	Replaces        string // a squashed file's row: the versions it replaces, "1-7"
+	ReplacedBy      int64  // StateReplaced rows: the squashed file's version
+	// RecordedOver: a squashed file recorded over the files it replaced
+	// (Name and Checksum are the squashed file's); Replaced is the row as
+	// the last replaced file recorded it, which a rollback to the release
+	// before the squash finds.
+	RecordedOver bool
+	Replaced     *Applied
 }
 
 // baselineMark ends the runner on the rows Baseline records: applied_by
@@ -42,6 +51,9 @@ const (
 	StateChanged State = "changed" // recorded, but the file's checksum differs (drift)
 	StateMissing State = "missing" // recorded, but there is no file
 	StatePartial State = "partial" // a no-transaction file stopped part-way
+	// StateReplaced: applied, then replaced by a squashed file (its file
+	// moved out of the folder).
+	StateReplaced State = "replaced"
 )
 
 // StatusEntry describes one version for `dbinit status`.
@@ -62,6 +74,12 @@ type StatusEntry struct {
 	HasDown         bool       `json:"has_down"`
 	OutOfOrder      bool       `json:"out_of_order,omitempty"` // pending below the highest applied version
 	NoTransaction   bool       `json:"no_transaction,omitempty"`
+	Replaces        string     `json:"replaces,omitempty"`    // a squashed file: the versions it stands for
+	ReplacedBy      int64      `json:"replaced_by,omitempty"` // replaced versions (or applied ones up replaces): the squashed file's version
+	// ReplaceOnUp: the database has every version this squashed file
+	// replaces, applied one by one; up records the squashed file over them
+	// without running it.
+	ReplaceOnUp bool `json:"replace_on_up,omitempty"`
 }
 
 // Status compares the folder with the history, version by version.
@@ -76,6 +94,7 @@ func Status(set *Set, applied []Applied) []StatusEntry {
 	for _, m := range set.Migrations {
 		e := StatusEntry{Version: m.Version, Name: m.Name, File: m.Up.File, Path: m.Up.Path, Checksum: m.Up.Checksum,
 			Statements: len(m.Up.Statements), HasDown: m.Down != nil, NoTransaction: m.Up.NoTransaction}
+		e.Replaces = m.replaces()
 		a, ok := byVersion[m.Version]
 		delete(byVersion, m.Version)
 		switch {
@@ -84,6 +103,8 @@ func Status(set *Set, applied []Applied) []StatusEntry {
 			e.OutOfOrder = m.Version < highest
 		case a.State == StatePartial:
 			e.State = StatePartial
+		case replaceOnUp(m, a):
+			e.State, e.ReplaceOnUp = StatePending, true
 		case !m.Up.Matches(a):
 			e.State = StateChanged
 		default:
@@ -96,6 +117,15 @@ func Status(set *Set, applied []Applied) []StatusEntry {
 	}
 	for _, a := range byVersion {
 		e := StatusEntry{Version: a.Version, Name: a.Name, State: StateMissing}
+		if sq := set.replaced(a.Version); sq != nil {
+			switch a.State {
+			case StateReplaced:
+				e.State, e.ReplacedBy = StateReplaced, sq.Version
+			case StateApplied:
+				// The squashed file is recorded over it at the next up.
+				e.State, e.ReplacedBy = StateApplied, sq.Version
+			}
+		}
 		e.fillApplied(a)
 		out = append(out, e)
 	}
@@ -105,12 +135,13 @@ func Status(set *Set, applied []Applied) []StatusEntry {
 
 // Summary counts the entries of Status by state.
 type Summary struct {
-	Version int64 `json:"version"` // highest applied (or partial) version; 0 when none
-	Applied int   `json:"applied"`
-	Pending int   `json:"pending"`
-	Changed int   `json:"changed"`
-	Missing int   `json:"missing"`
-	Partial int   `json:"partial"`
+	Version  int64 `json:"version"` // highest applied (or partial) version; 0 when none
+	Applied  int   `json:"applied"`
+	Pending  int   `json:"pending"`
+	Changed  int   `json:"changed"`
+	Missing  int   `json:"missing"`
+	Partial  int   `json:"partial"`
+	Replaced int   `json:"replaced"`
 }
 
 // Summarize counts entries by state.
@@ -128,8 +159,10 @@ func Summarize(entries []StatusEntry) Summary {
 			s.Missing++
 		case StatePartial:
 			s.Partial++
+		case StateReplaced:
+			s.Replaced++
 		}
-		if e.State != StatePending {
+		if e.State != StatePending && e.State != StateReplaced {
 			s.Version = max(s.Version, e.Version)
 		}
 	}
@@ -144,6 +177,9 @@ func (e *StatusEntry) fillApplied(a Applied) {
 	e.Baseline = a.Baselined()
 	e.AppliedChecksum = a.Checksum
 	e.StatementsDone = a.StatementsDone
+	if a.ReplacedBy != 0 {
+		e.ReplacedBy = a.ReplacedBy
+	}
 	if a.StatementsTotal > 0 {
 		e.Statements = a.StatementsTotal
 	}
@@ -155,6 +191,77 @@ type Step struct {
 	Script    *Script // Migration.Up, or Migration.Down when Down
 	Down      bool
 	ResumeAt  int // index of the first statement to run (no-transaction files resumed after a failure)
+	// Replace: a squashed file recorded over the history of the files it
+	// replaces, without running it (they are all applied).
+	Replace bool
+}
+
+// replaceOnUp reports whether a is the row of the last file a squashed
+// migration m replaces, applied before the squash: up records m over the
+// replaced rows instead of running it (when they are the files it was made
+// from).
+func replaceOnUp(m *Migration, a Applied) bool {
+	return m.Up.Replaces != nil && a.State == StateApplied && a.Replaces == ""
+}
+
+// replacement decides whether the squashed migration m can be recorded
+// over rows, the history rows in its range: only when they are exactly the
+// files it replaced (name and checksum), all applied. A row that is not
+// one of them is drift; missing ones are a problem (apply them first).
+func replacement(set *Set, m *Migration, rows []Applied) (replace bool, warnings []string, changed []DriftItem, problem string) {
+	r := m.Up.Replaces
+	if len(m.Up.ReplacedFiles) == 0 {
+		return false, nil, nil, fmt.Sprintf("%s replaces versions %s, and this database has some of them applied, but dbinit cannot check that they are the files it replaced: "+
+			"the file has no dbinit:replaced lines and %s/%s/ does not hold them; write it with dbinit squash, or put the replaced files in %s/",
+			m.Up.Path, r, set.Dir, squashedDir, squashedDir)
+	}
+	listed := map[int64]ReplacedFile{}
+	for _, f := range m.Up.ReplacedFiles {
+		listed[f.Version] = f
+	}
+	have := map[int64]bool{}
+	var partial []string
+	for _, row := range rows {
+		f, ok := listed[row.Version]
+		item := DriftItem{Version: row.Version, File: fmt.Sprintf("version %d (%s)", row.Version, row.Name)}
+		switch {
+		case !ok:
+			item.Msg = fmt.Sprintf("is applied, but is not one of the files %s replaces: recording the squashed file would drop it from the history; renumber the squash, or deal with this version first", m.Up.Path)
+		case row.State == StatePartial:
+			partial = append(partial, strconv.FormatInt(row.Version, 10))
+			continue
+		case row.State != StateApplied:
+			item.Msg = fmt.Sprintf("is %s (by version %d), not applied: squashed files do not nest; squash from above the earlier squashed file", row.State, row.ReplacedBy)
+		case row.Name != f.Name:
+			item.Msg = fmt.Sprintf("is applied as %q, but %s replaces %q at that version: the database does not have the files the squash was made from", row.Name, m.Up.Path, f.Name)
+		case row.ChecksumKind == ChecksumText && !strings.HasPrefix(row.Checksum, f.Checksum) && !strings.HasPrefix(f.Checksum, row.Checksum):
+			item.Msg = fmt.Sprintf("was applied with checksum %s, but %s replaces it as %s: the file was edited after this database ran it", short(row.Checksum), m.Up.Path, short(f.Checksum))
+		default:
+			if row.ChecksumKind != ChecksumText {
+				warnings = append(warnings, fmt.Sprintf("version %d was recorded by a dbinit before history format 2; it is checked against %s by name only", row.Version, m.Up.Path))
+			}
+			have[row.Version] = true
+			continue
+		}
+		changed = append(changed, item)
+	}
+	if len(changed) > 0 {
+		return false, warnings, changed, ""
+	}
+	var got, lack []string
+	for _, f := range m.Up.ReplacedFiles {
+		if have[f.Version] {
+			got = append(got, strconv.FormatInt(f.Version, 10))
+		} else {
+			lack = append(lack, strconv.FormatInt(f.Version, 10))
+		}
+	}
+	if len(partial) > 0 || len(lack) > 0 {
+		return false, warnings, nil, fmt.Sprintf("%s replaces versions %s, and the database has only some of them (%s; not %s): "+
+			"apply the missing ones with the previous release's files first (dbinit squash kept them in %s/%s/), then this release records the squashed file over them",
+			m.Up.Path, r, strings.Join(got, ", "), strings.Join(append(partial, lack...), ", "), set.Dir, squashedDir)
+	}
+	return true, warnings, nil, ""
 }
 
 // Plan is what a run will do.
@@ -173,7 +280,7 @@ type UpOptions struct {
 // when the history and the folder disagree in a way that needs a human.
 func PlanUp(set *Set, applied []Applied, opts UpOptions) (*Plan, error) {
 	plan := &Plan{}
-	var todo []string
+	var todo, problems []string
 	drift := checkDrift(set, applied, plan)
 	byVersion := indexApplied(applied)
 	var highest int64
@@ -185,6 +292,30 @@ func PlanUp(set *Set, applied []Applied, opts UpOptions) (*Plan, error) {
 			break
 		}
 		a, ok := byVersion[m.Version]
+		if r := m.Up.Replaces; r != nil && (!ok || replaceOnUp(m, a)) {
+			// A squashed file: it runs on a database that has none of the
+			// versions it replaces, and is recorded over them on one that
+			// has exactly the files it was made from; anything else is
+			// refused.
+			var inRange []Applied
+			for _, row := range applied {
+				if r.Contains(row.Version) {
+					inRange = append(inRange, row)
+				}
+			}
+			if len(inRange) > 0 {
+				replace, warnings, changed, problem := replacement(set, m, inRange)
+				plan.Warnings = append(plan.Warnings, warnings...)
+				drift.Changed = append(drift.Changed, changed...)
+				if problem != "" {
+					problems = append(problems, problem)
+				}
+				if replace {
+					plan.Steps = append(plan.Steps, Step{Migration: m, Script: m.Up, Replace: true})
+				}
+				continue
+			}
+		}
 		switch {
 		case !ok:
 			if m.Version < highest && !opts.AllowOutOfOrder {
@@ -209,10 +340,36 @@ func PlanUp(set *Set, applied []Applied, opts UpOptions) (*Plan, error) {
 	if drift.any() {
 		return nil, drift
 	}
-	if len(todo) > 0 {
-		return nil, &PlanError{Problems: todo}
+	problems = append(problems, todo...)
+	problems = append(problems, unmetDependencies(applied, plan)...)
+	if len(problems) > 0 {
+		return nil, &PlanError{Problems: problems}
 	}
 	return plan, nil
+}
+
+// unmetDependencies lists the steps of an up plan whose depends_on
+// versions are neither applied nor planned before them.
+func unmetDependencies(applied []Applied, plan *Plan) []string {
+	done := map[int64]bool{}
+	for _, a := range applied {
+		if a.State == StateApplied || a.State == StateReplaced {
+			done[a.Version] = true
+		}
+	}
+	var problems []string
+	for _, st := range plan.Steps {
+		for _, d := range st.Migration.DependsOn {
+			if !done[d] {
+				problems = append(problems, fmt.Sprintf("%s depends on version %d (depends_on in %s), which is neither applied nor applied before it in this run", st.Script.Path, d, ManifestFile))
+			}
+		}
+		done[st.Migration.Version] = true
+		for _, f := range st.Migration.Up.ReplacedFiles {
+			done[f.Version] = true
+		}
+	}
+	return problems
 }
 
 // DownOptions select what PlanDown reverts: exactly one of To and Steps.
@@ -228,7 +385,8 @@ func PlanDown(set *Set, applied []Applied, opts DownOptions) (*Plan, error) {
 	if drift := checkDrift(set, applied, plan); drift.any() {
 		return nil, drift
 	}
-	rows := slices.Clone(applied)
+	// Rows a squashed file replaced go with it; they are not reverted one by one.
+	rows := slices.DeleteFunc(slices.Clone(applied), func(a Applied) bool { return a.State == StateReplaced })
 	slices.SortFunc(rows, func(a, b Applied) int { return cmpInt64(b.Version, a.Version) })
 	var problems []string
 	for i, a := range rows {
@@ -240,6 +398,16 @@ func PlanDown(set *Set, applied []Applied, opts DownOptions) (*Plan, error) {
 		}
 		m := set.Find(a.Version)
 		switch {
+		case m != nil && replaceOnUp(m, a), m == nil && set.replaced(a.Version) != nil:
+			sq := m
+			if sq == nil {
+				sq = set.replaced(a.Version)
+			}
+			problems = append(problems, fmt.Sprintf("version %d (%s) was applied before %s squashed it, which is not recorded yet: run `dbinit up` first (it records the squashed file), or revert with the previous release's files",
+				a.Version, a.Name, sq.Up.Path))
+		case m != nil && m.Up.Replaces != nil && opts.Steps == 0 && opts.To >= m.Up.Replaces.From && opts.To < m.Version:
+			problems = append(problems, fmt.Sprintf("--to %d is inside the versions %s replaces (%s): down reverts the squashed file as a whole; use --to %d or --to %d",
+				opts.To, m.Up.Path, m.Up.Replaces, m.Up.Replaces.From-1, m.Version))
 		case a.State == StatePartial:
 			problems = append(problems, fmt.Sprintf("version %d is only partially applied; finish it with `dbinit up` (or repair it by hand) before reverting it", a.Version))
 		case m == nil:
@@ -269,9 +437,19 @@ func PlanDown(set *Set, applied []Applied, opts DownOptions) (*Plan, error) {
 func checkDrift(set *Set, applied []Applied, plan *Plan) *DriftError {
 	drift := &DriftError{Dir: set.Dir}
 	latest := set.Latest()
+	byVersion := indexApplied(applied)
 	for _, a := range applied {
 		m := set.Find(a.Version)
+		sq := set.replaced(a.Version)
+		pending := false // sq is not recorded yet: PlanUp checks the rows it replaces
+		if sq != nil {
+			row, ok := byVersion[sq.Version]
+			pending = !ok || replaceOnUp(sq, row)
+		}
 		switch {
+		case m == nil && sq != nil && a.State == StateReplaced && a.ReplacedBy == sq.Version:
+		case m == nil && sq != nil && pending:
+		case m != nil && replaceOnUp(m, a):
 		case m == nil && a.Version > latest:
 			plan.Warnings = append(plan.Warnings, fmt.Sprintf("version %d (%s) is applied but newer than every file in %s; was the database migrated by a newer release?", a.Version, a.Name, set.Dir))
 		case m == nil:

@@ -146,6 +146,23 @@ func (r *runner) step(ctx context.Context, i int, st Step, last bool) error {
 	err := r.holdsLock(ctx, st, st.Script.NoTransaction)
 	switch {
 	case err != nil:
+	case st.Replace:
+		m := st.Migration
+		fr.Replaced = true
+		var below []int64
+		for _, f := range m.Up.ReplacedFiles {
+			if f.Version != m.Version {
+				below = append(below, f.Version)
+			}
+		}
+		err = r.writeHistory(ctx, st.Script.Path, replaceSQL, m.Version, below, m.Name, m.Up.Checksum, m.replaces(), r.m.opts.Version)
+		if err != nil {
+			if lost := r.lost(ctx, st, 0, err); lost != nil {
+				err = lost
+			} else if _, isLock := err.(*LockLostError); !isLock {
+				err = fmt.Errorf("%s: record it over the versions it replaces: %w", st.Script.Path, err)
+			}
+		}
 	case st.Script.NoTransaction:
 		fr.Statements, err = r.statementByStatement(ctx, st)
 	default:
@@ -164,8 +181,11 @@ func (r *runner) step(ctx context.Context, i int, st Step, last bool) error {
 		return err
 	}
 	verb := "applied"
-	if st.Down {
+	switch {
+	case st.Down:
 		verb = "reverted"
+	case st.Replace:
+		verb = "recorded over the versions it replaces, without running (they are all applied)"
 	}
 	r.m.log.Info(verb, "progress", fmt.Sprintf("%d/%d", i+1, r.total), "file", st.Script.Path, "version", st.Migration.Version, "name", st.Migration.Name,
 		"statements", fr.Statements, "duration_ms", fr.Duration.Milliseconds())

@@ -38,7 +38,7 @@ func Verify(ctx context.Context, conn *pgx.Conn, set *Set, to int64) error {
 			continue
 		}
 		switch e.State {
-		case StateApplied:
+		case StateApplied, StateReplaced:
 		case StateMissing:
 			if e.Version > set.Latest() {
 				continue // a newer release's; PlanUp warns about it

@@ -40,7 +40,8 @@ type run struct {
 	environ        map[string]string
 	cfg            *config.Config
 	log            *slog.Logger
-	readOnly       bool // the command changes nothing (status, plan)
+	readOnly       bool            // the command changes nothing (status, plan)
+	flagsSet       map[string]bool // the flags given on the command line
 }
 
 func (r *run) main(ctx context.Context, args []string) error {
@@ -116,7 +117,7 @@ func (r *run) main(ctx context.Context, args []string) error {
 		// A report should not wait a minute for a mistyped host.
 		cfg.WaitTimeout = 5 * time.Second
 	}
-	r.cfg, r.readOnly = cfg, sp.readOnly
+	r.cfg, r.readOnly, r.flagsSet = cfg, sp.readOnly, set
 	r.log = newLogger(r.stderr, cfg, secretsOf(cfg))
 	return runCmd(ctx, r, positional)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/savvi-studio/dbinit/internal/config"
 	"github.com/savvi-studio/dbinit/internal/dbconn"
+	"github.com/savvi-studio/dbinit/internal/provision"
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
@@ -52,11 +53,13 @@ func cmdUp(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		}
 		defer closeAll()
 		out, err := srv.Update(ctx, target, r.cfg.Database, *to)
-		if err == nil {
-			r.log.Info("up done", "database", r.cfg.Database, "database_state", out.State, "files", out.FilesApplied,
-				"duration_ms", time.Since(start).Milliseconds())
+		if err != nil {
+			return err
 		}
-		return err
+		r.log.Info("up done", "database", r.cfg.Database, "database_state", out.State, "files", out.FilesApplied,
+			"duration_ms", time.Since(start).Milliseconds())
+		closeAll() // the hook may take long; hold no connection or lock meanwhile
+		return r.afterHook(ctx, out.State != provision.StateUnchanged || out.FilesApplied > 0)
 	}
 }
 

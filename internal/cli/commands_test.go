@@ -95,10 +95,10 @@ func TestUsageListsEveryFlag(t *testing.T) {
 		fs := newFlagSet(s.name)
 		s.command(fs)
 		for _, name := range flagNames(fs) {
-			if !strings.Contains(help.String(), "--"+name) {
+			if !strings.Contains(help.String(), dashes(name)) {
 				t.Errorf("dbinit help %s does not list --%s", s.name, name)
 			}
-			if !strings.Contains(s.synopsis, "--"+name) {
+			if !strings.Contains(s.synopsis, dashes(name)) {
 				t.Errorf("the synopsis of %s (%q) does not show --%s", s.name, s.synopsis, name)
 			}
 		}
@@ -429,9 +429,17 @@ func TestReferenceListsEveryCommand(t *testing.T) {
 		fs := newFlagSet(s.name)
 		s.command(fs)
 		for _, name := range flagNames(fs) {
-			if !strings.Contains(string(row), "--"+name) {
+			if !strings.Contains(string(row), dashes(name)) {
 				t.Errorf("docs/reference.md: the row of %s does not name --%s", s.name, name)
 			}
 		}
 	}
+}
+
+// dashes is how a flag is written: -o, --json.
+func dashes(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
 }

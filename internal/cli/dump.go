@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -51,35 +53,77 @@ func (r *run) dumper() func(ctx context.Context, database string) (string, error
 			return "", &config.Error{Msg: "DBINIT_DUMP_DIR is set, but pg_dump is not on the PATH: the dbinit image (FROM scratch) has none; " +
 				"run dbinit from the postgres image (Dockerfile.postgres), or rely on DBINIT_SNAPSHOT"}
 		}
-		cc, err := r.cfg.ConnConfig()
+		path := filepath.Join(r.cfg.DumpDir, fmt.Sprintf("%s_%s.dump", database, time.Now().UTC().Format("20060102T150405")))
+		cmd, cleanup, err := r.pgDumpCommand(ctx, bin, database, "--format=custom", "--file="+path)
 		if err != nil {
 			return "", err
 		}
-		sslmode := r.sslmode()
-		if sslmode == "" {
-			sslmode = "disable"
-			switch {
-			case cc.TLSConfig == nil:
-			case slices.ContainsFunc(cc.Fallbacks, func(f *pgconn.FallbackConfig) bool { return f.TLSConfig == nil }):
-				sslmode = "prefer"
-			case cc.TLSConfig.InsecureSkipVerify:
-				sslmode = "require"
-			default:
-				sslmode = "verify-full"
-			}
-		}
-		path := filepath.Join(r.cfg.DumpDir, fmt.Sprintf("%s_%s.dump", database, time.Now().UTC().Format("20060102T150405")))
-		cmd := exec.CommandContext(ctx, bin, "--format=custom", "--no-password", "--file="+path)
-		cmd.Env = append(os.Environ(),
-			"PGHOST="+cc.Host, "PGPORT="+strconv.Itoa(int(cc.Port)), "PGUSER="+cc.User, "PGDATABASE="+database,
-			"PGPASSWORD="+cc.Password, "PGSSLMODE="+sslmode, "PGAPPNAME=dbinit (pg_dump)")
+		defer cleanup()
 		t0 := time.Now()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			os.Remove(path)
+			if e := versionMismatch(out); e != nil {
+				return "", e
+			}
 			return "", fmt.Errorf("pg_dump of %s into %s failed (%v); nothing was migrated: %s", dbconn.Ident(database), r.cfg.DumpDir, err, out)
 		}
 		r.log.Info("pg_dump done", "database", database, "file", path, "duration_ms", time.Since(t0).Milliseconds())
 		return path, nil
 	}
+}
+
+// pgDumpCommand is pg_dump of database with the configuration's server and
+// credentials. The password goes to pg_dump in a pgpass file (PGPASSFILE),
+// never on its command line or in its environment; cleanup removes the
+// file once pg_dump is done.
+func (r *run) pgDumpCommand(ctx context.Context, bin, database string, args ...string) (cmd *exec.Cmd, cleanup func(), err error) {
+	cc, err := r.cfg.ConnConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	sslmode := r.sslmode()
+	if sslmode == "" {
+		sslmode = "disable"
+		switch {
+		case cc.TLSConfig == nil:
+		case slices.ContainsFunc(cc.Fallbacks, func(f *pgconn.FallbackConfig) bool { return f.TLSConfig == nil }):
+			sslmode = "prefer"
+		case cc.TLSConfig.InsecureSkipVerify:
+			sslmode = "require"
+		default:
+			sslmode = "verify-full"
+		}
+	}
+	port := strconv.Itoa(int(cc.Port))
+	passfile, cleanup, err := pgpassFile(cc.Host, port, cc.User, cc.Password)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd = exec.CommandContext(ctx, bin, append([]string{"--no-password"}, args...)...)
+	env := []string{}
+	for _, kv := range os.Environ() {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "PGPASSWORD", "PGPASSWORD_FILE", "PGPASSFILE", "DATABASE_URL", "DATABASE_URL_FILE", "PGSERVICE", "PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE":
+		default:
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "PGHOST="+cc.Host, "PGPORT="+port, "PGUSER="+cc.User, "PGDATABASE="+database,
+		"PGSSLMODE="+sslmode, "PGAPPNAME=dbinit (pg_dump)")
+	if passfile != "" {
+		env = append(env, "PGPASSFILE="+passfile)
+	}
+	cmd.Env = env
+	return cmd, cleanup, nil
+}
+
+// versionMismatch turns pg_dump's refusal of a newer server into an error
+// that says what to install; nil for other failures.
+func versionMismatch(out []byte) error {
+	if !bytes.Contains(out, []byte("server version mismatch")) {
+		return nil
+	}
+	return &config.Error{Msg: "pg_dump is older than the server and refuses to dump it: install the PostgreSQL client of the server's major version or newer (" +
+		strings.TrimSpace(string(out)) + ")"}
 }

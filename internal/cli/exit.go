@@ -48,6 +48,7 @@ func ExitCode(err error) int {
 		pooler   *dbconn.PoolerError
 		snap     *provision.SnapshotError
 		drift    *migrate.DriftError
+		manifest *migrate.ManifestError
 		lockErr  *migrate.LockTimeoutError
 		lost     *migrate.ConnectionLostError
 		ddlLock  *migrate.LockRetryError
@@ -57,6 +58,7 @@ func ExitCode(err error) int {
 		exists   *provision.ExistsError
 		role     *provision.MissingRoleError
 		pgErr    *pgconn.PgError
+		hook     *HookError
 	)
 	var gate *exitError
 	switch {
@@ -64,6 +66,8 @@ func ExitCode(err error) int {
 		return gate.code
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
+	case errors.As(err, &hook):
+		return ExitSQL
 	case errors.As(err, &usage), errors.As(err, &cfgErr), errors.As(err, &loadErr), errors.As(err, &planErr), errors.As(err, &noDB),
 		errors.As(err, &nameErr), errors.As(err, &refused), errors.As(err, &exists), errors.As(err, &role),
 		errors.As(err, &noTLS), errors.As(err, &pooler):
@@ -81,7 +85,7 @@ func ExitCode(err error) int {
 		return ExitSQL
 	case errors.As(err, &waitErr):
 		return ExitUnreachable
-	case errors.As(err, &drift):
+	case errors.As(err, &drift), errors.As(err, &manifest):
 		return ExitDrift
 	case errors.As(err, &lockErr):
 		return ExitLocked

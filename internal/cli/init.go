@@ -56,19 +56,27 @@ func (r *run) server(ctx context.Context) (srv *provision.Server, target provisi
 	return srv, target, closeAll, nil
 }
 
-// loadSet loads and checks the migration folder. A folder without
+// loadSet loads and checks the migration folder: a folder without
 // migrations is a mistake (a wrong DBINIT_DIR, a mount that did not
-// happen), not version 0.
+// happen), not version 0; a folder that disagrees with its manifest never
+// reaches a database (exit 5).
 func (r *run) loadSet() (*migrate.Set, error) {
 	set, err := migrate.LoadDir(r.cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
 	if len(set.Migrations) == 0 {
-		return nil, &config.Error{Msg: "no migrations in " + set.Dir +
-			" (files named NNN_name.sql; `dbinit new NAME` writes the first; check DBINIT_DIR, --dir and the volume mount)"}
+		return nil, r.noMigrations(set)
+	}
+	if err := set.CheckManifest(); err != nil {
+		return nil, err
 	}
 	return set, nil
+}
+
+func (r *run) noMigrations(set *migrate.Set) error {
+	return &config.Error{Msg: "no migrations in " + set.Dir +
+		" (files named NNN_name.sql; `dbinit new NAME` writes the first; check DBINIT_DIR, --dir and the volume mount)"}
 }
 
 // lockDatabase is where every runner takes its locks, whatever database
@@ -131,7 +139,8 @@ func cmdInit(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 			r.log.Info("init done", "mode", "production", "template", "none",
 				"database", r.cfg.Database, "database_state", out.State, "files_applied", out.FilesApplied,
 				"version", target.Set.Latest(), "duration_ms", time.Since(start).Milliseconds())
-			return nil
+			closeAll() // the hook may take long; hold no connection meanwhile
+			return r.afterHook(ctx, out.State != provision.StateUnchanged || out.FilesApplied > 0)
 		}
 		out, err := srv.Init(ctx, target, r.cfg.Database, r.cfg.Reset)
 		if err != nil {
@@ -148,7 +157,8 @@ func cmdInit(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 			"database", r.cfg.Database, "database_state", out.State, "files_applied", out.FilesApplied,
 			"version", target.Set.Latest(), "duration_ms", time.Since(start).Milliseconds())
 		r.log.Info("init done", attrs...)
-		return nil
+		closeAll()
+		return r.afterHook(ctx, out.Template.Built || out.State != provision.StateUnchanged || out.FilesApplied > 0)
 	}
 }
 

@@ -61,3 +61,34 @@ func (r *redactWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// lineWriter passes whole lines on, so that a child process's output,
+// written in arbitrary chunks, reaches a redactWriter a line at a time and
+// no secret is split between two writes. Flush writes the rest.
+type lineWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	if i := bytes.LastIndexByte(l.buf, '\n'); i >= 0 {
+		if _, err := l.w.Write(l.buf[:i+1]); err != nil {
+			return 0, err
+		}
+		l.buf = append(l.buf[:0], l.buf[i+1:]...)
+	}
+	return len(p), nil
+}
+
+func (l *lineWriter) Flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) > 0 {
+		l.w.Write(append(l.buf, '\n'))
+		l.buf = nil
+	}
+}

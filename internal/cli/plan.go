@@ -84,6 +84,9 @@ func (r *run) planText(plan *migrate.Plan, exists, down, withSQL bool) {
 	}
 	for _, st := range plan.Steps {
 		fmt.Fprintf(w, "\n-- %s (%s)\n", st.Script.Path, stepMode(st))
+		if st.Replace {
+			continue
+		}
 		if len(st.Script.Statements) == 0 {
 			fmt.Fprintln(w, "-- no statements: recorded as a no-op")
 		}
@@ -94,6 +97,9 @@ func (r *run) planText(plan *migrate.Plan, exists, down, withSQL bool) {
 }
 
 func stepMode(st migrate.Step) string {
+	if st.Replace {
+		return fmt.Sprintf("squashed: recorded over versions %s, which are all applied, without running", st.Migration.Up.Replaces)
+	}
 	n := len(st.Script.Statements)
 	mode := fmt.Sprintf("%d statement(s), one transaction with its history row", n)
 	if st.Script.NoTransaction {
@@ -116,6 +122,7 @@ type planStep struct {
 	File          string          `json:"file"`
 	Path          string          `json:"path"`
 	Down          bool            `json:"down"`
+	Replace       bool            `json:"replace,omitempty"` // a squashed file recorded without running
 	NoTransaction bool            `json:"no_transaction"`
 	Statements    int             `json:"statements"`
 	ResumeAt      int             `json:"resume_at,omitempty"` // 1-based statement a partial file resumes at
@@ -135,11 +142,11 @@ func (r *run) planJSON(plan *migrate.Plan, exists, down, withSQL bool) error {
 	}
 	for _, st := range plan.Steps {
 		ps := planStep{Version: st.Migration.Version, Name: st.Migration.Name, File: st.Script.File, Path: st.Script.Path,
-			Down: st.Down, NoTransaction: st.Script.NoTransaction, Statements: len(st.Script.Statements)}
+			Down: st.Down, Replace: st.Replace, NoTransaction: st.Script.NoTransaction, Statements: len(st.Script.Statements)}
 		if st.ResumeAt > 0 {
 			ps.ResumeAt = st.ResumeAt + 1
 		}
-		if withSQL {
+		if withSQL && !st.Replace {
 			ps.SQL = []planStatement{}
 			for _, s := range st.Script.Statements[st.ResumeAt:] {
 				ps.SQL = append(ps.SQL, planStatement{Line: s.Line, SQL: s.SQL()})

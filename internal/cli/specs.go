@@ -40,9 +40,18 @@ var specs = []spec{
 	{name: "plan", synopsis: "[down] [--to N | --steps K] [--sql] [--json]", summary: "what up (or down) would run, touching nothing",
 		about:   "plan lists the files up would apply; plan down the down files down would run (--to N or --steps K). --sql prints every statement with the file and line it comes from.",
 		example: "dbinit plan --sql", readOnly: true, command: cmdPlan},
-	{name: "validate", summary: "every check that needs no server: names, encoding, statements, directives, unwritten files",
-		about:   "Usable as a pre-commit hook and in CI without a database: exit 0, or 2 with every problem, FILE:LINE:COL each.",
+	{name: "validate", synopsis: "[--schema FILE]", summary: "every check that needs no server: names, encoding, statements, directives, unwritten files, the manifest",
+		about:   "Usable as a pre-commit hook and in CI without a database: exit 0; 2 with every problem in the files, FILE:LINE:COL each; 5 when the folder and db/migrations.json disagree. --schema FILE also checks a committed dump-schema file against the schema the migrations build (needs the server and pg_dump; 5 when stale).",
 		example: "dbinit validate --dir db", command: cmdValidate},
+	{name: "manifest", synopsis: "[--check] [--force]", summary: "write db/migrations.json: every file with its checksum, keeping description and depends_on",
+		about:   "Once it exists, every command refuses a folder that disagrees with it (exit 5): an edited, renamed, renumbered, missing or unlisted file. Commit it with the files; two branches that each add a migration then conflict in git.",
+		example: "dbinit manifest", command: cmdManifest},
+	{name: "squash", synopsis: "--to N NAME", summary: "replace the files up to version N with one file written from the database they build",
+		about:   "Builds a scratch database at version N, writes NNN_NAME.sql from pg_dump (schema and rows) with -- dbinit:replaces FROM-N, moves the replaced files to squashed/, checks the folder builds the same schema (else undoes everything) and updates the manifest. A database with every replaced version records the new file without running it; a new database runs it; one with only some of them is refused. Needs pg_dump.",
+		example: "dbinit squash --to 40 baseline", command: cmdSquash},
+	{name: "dump-schema", synopsis: "[-o FILE]", summary: "the schema the migrations build (pg_dump --schema-only, deterministic), for review and code generators",
+		about:   "Dumps a scratch copy of the template (built or updated first) and drops it; with --database NAME on the command line, that database instead. No version banners, no \\restrict keys, no session settings, without dbinit's own schema: the same migrations give the same bytes. Needs pg_dump of the server's major version or newer.",
+		example: "dbinit dump-schema -o db/schema.sql", command: cmdDumpSchema},
 	{name: "clone", synopsis: "[--replace] [--rebuild] NAME", summary: "create database NAME from the template (building it first when files were added)",
 		example: "dbinit clone test_run_42 --replace", command: cmdClone},
 	{name: "new", synopsis: "NAME", summary: "write the next NNN_name.sql and NNN_name_down.sql",
@@ -125,8 +134,15 @@ func commandHelp(w io.Writer, s spec) {
 				if f.Name == "steps" {
 					arg = " K"
 				}
+				if f.Name == "o" || f.Name == "schema" {
+					arg = " FILE"
+				}
 			}
-			lines = append(lines, fmt.Sprintf("  --%-20s %s", f.Name+arg, f.Usage))
+			dash := "--"
+			if len(f.Name) == 1 {
+				dash = "-" // -o FILE, as tools spell it
+			}
+			lines = append(lines, fmt.Sprintf("  %s%-20s %s", dash, f.Name+arg, f.Usage))
 		})
 		if len(lines) > 0 {
 			sort.Strings(lines)

@@ -65,7 +65,10 @@ func cmdStatus(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 				}
 			}
 			file := e.File
-			if file == "" {
+			switch {
+			case file == "" && e.ReplacedBy != 0:
+				file = e.Name + " (squashed)"
+			case file == "":
 				file = e.Name + " (no file)"
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Version, e.State, file, at, took, note(e))
@@ -93,7 +96,7 @@ func counts(s migrate.Summary) string {
 	for _, c := range []struct {
 		n    int
 		what string
-	}{{s.Changed, "changed"}, {s.Missing, "missing"}, {s.Partial, "partial"}} {
+	}{{s.Changed, "changed"}, {s.Missing, "missing"}, {s.Partial, "partial"}, {s.Replaced, "replaced"}} {
 		if c.n > 0 {
 			out = append(out, fmt.Sprintf("%d %s", c.n, c.what))
 		}
@@ -142,6 +145,16 @@ func formatMS(ms int64) string {
 
 func note(e migrate.StatusEntry) string {
 	var n []string
+	switch {
+	case e.State == migrate.StateReplaced:
+		n = append(n, fmt.Sprintf("replaced by the squashed version %d", e.ReplacedBy))
+	case e.ReplacedBy != 0:
+		n = append(n, fmt.Sprintf("file squashed into version %d: up marks it replaced", e.ReplacedBy))
+	case e.ReplaceOnUp:
+		n = append(n, fmt.Sprintf("squashed (replaces %s): up records it over those versions without running it", e.Replaces))
+	case e.Replaces != "":
+		n = append(n, "squashed: replaces "+e.Replaces)
+	}
 	if e.Baseline {
 		n = append(n, "baseline: recorded, never run by dbinit")
 	}

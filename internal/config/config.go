@@ -54,6 +54,10 @@ type Config struct {
 	SnapshotKeep int    `env:"DBINIT_SNAPSHOT_KEEP" envDefault:"3"` // how many of dbinit's snapshots of the working database to keep
 	DumpDir      string `env:"DBINIT_DUMP_DIR"`                     // where pg_dump -Fc writes a dump before migrating; "" = no dump
 
+	// AfterHook is a shell command run after an init or up that changed
+	// something (codegen in development), "pnpm db:codegen".
+	AfterHook string `env:"DBINIT_AFTER_HOOK"`
+
 	// env is the environment the configuration was read from; the libpq
 	// variables are taken from it when DatabaseURL is unset.
 	env map[string]string

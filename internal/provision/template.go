@@ -129,7 +129,9 @@ func (s *Server) EnsureTemplate(ctx context.Context, t Target) (*TemplateOutcome
 			return out, nil
 		}
 		if !t.Rebuild && !s.extends(d, t.Set) {
-			return nil, s.templateDrift(ctx, t, d)
+			if err := s.templateDrift(ctx, t, d); err != nil {
+				return nil, err
+			}
 		}
 	}
 	res, err := s.build(ctx, t, hash, exists)
@@ -167,7 +169,9 @@ func (s *Server) extends(d dbInfo, set *migrate.Set) bool {
 
 // templateDrift names the files that differ between the template and the
 // folder: it reads the history of a scratch copy of the template (a
-// template cannot be connected to), then drops the copy.
+// template cannot be connected to), then drops the copy. It returns nil
+// when the only difference is files squashed into one: then the template
+// is rebuilt.
 func (s *Server) templateDrift(ctx context.Context, t Target, d dbInfo) error {
 	generic := &TemplateDriftError{Template: t.Template, Drift: &migrate.DriftError{Dir: t.Set.Dir, Changed: []migrate.DriftItem{{
 		File: "a file at or below the template's highest version", Msg: "changed, was renamed or removed, or a new file was numbered below it"}}}}
@@ -197,13 +201,25 @@ func (s *Server) templateDrift(ctx context.Context, t Target, d dbInfo) error {
 	if err != nil {
 		return err
 	}
-	_, err = migrate.PlanUp(t.Set, applied, migrate.UpOptions{})
+	plan, err := migrate.PlanUp(t.Set, applied, migrate.UpOptions{})
 	var drift *migrate.DriftError
-	if errors.As(err, &drift) {
+	var planErr *migrate.PlanError
+	switch {
+	case errors.As(err, &drift):
 		return &TemplateDriftError{Template: t.Template, Drift: drift}
-	}
-	if err != nil {
+	case errors.As(err, &planErr) && squashed(t.Set):
+		// A template built to part of a squashed range: a working database
+		// would be refused, but a template is only a cache; build it anew.
+		return nil
+	case err != nil:
 		return err
+	}
+	// Files squashed into one (dbinit:replaces) are not drift: the
+	// template is rebuilt from the folder as it is.
+	for _, st := range plan.Steps {
+		if st.Replace {
+			return nil
+		}
 	}
 	return generic
 }
@@ -491,4 +507,14 @@ type noLock struct{}
 
 func (noLock) Lock(context.Context) (func(context.Context) error, error) {
 	return func(context.Context) error { return nil }, nil
+}
+
+// squashed reports whether the set has a squashed file.
+func squashed(set *migrate.Set) bool {
+	for _, m := range set.Migrations {
+		if m.Up.Replaces != nil {
+			return true
+		}
+	}
+	return false
 }
