@@ -48,6 +48,15 @@ type Range struct{ From, To int64 }
 
 func (r Range) String() string { return fmt.Sprintf("%d-%d", r.From, r.To) }
 
+// LintIgnore is one -- dbinit:lint-ignore line: the rules it silences, for
+// the whole file (in the leading comment block) or for the statement that
+// follows it.
+type LintIgnore struct {
+	Line  int // 1-based line of the directive
+	Rules []string
+	File  bool
+}
+
 // ReplacedFile is one file a squashed file replaces.
 type ReplacedFile struct {
 	Version  int64
@@ -84,6 +93,8 @@ type Script struct {
 	// them: its -- dbinit:replaced lines (dbinit squash writes them), else
 	// the files in the folder's squashed/ subfolder.
 	ReplacedFiles []ReplacedFile
+	// LintIgnore are the file's -- dbinit:lint-ignore lines.
+	LintIgnore []LintIgnore
 	// LockTimeout and StatementTimeout are the file's own -- dbinit:lock-timeout
 	// and -- dbinit:statement-timeout; nil when it sets none (the
 	// Migrator's apply).
@@ -455,6 +466,7 @@ func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 	s.Todo = dirs.todo
 	s.LockTimeout, s.StatementTimeout = dirs.lockTimeout, dirs.statementTimeout
 	s.Replaces, s.ReplacedFiles = dirs.replaces, dirs.replaced
+	s.LintIgnore = dirs.lintIgnore
 
 	if p := sqlsplit.Unterminated(text); p != nil {
 		problems = append(problems, Problem{Path: display, Line: p.Line, Col: p.Col, Msg: p.Msg})
@@ -499,10 +511,11 @@ type fileDirectives struct {
 	statementTimeout *time.Duration
 	replaces         *Range
 	replaced         []ReplacedFile
+	lintIgnore       []LintIgnore
 }
 
 // knownDirectives lists the directives, for the message about an unknown one.
-const knownDirectives = "no-transaction, lock-timeout DURATION, statement-timeout DURATION, replaces FROM-TO, replaced VERSION NAME CHECKSUM, todo"
+const knownDirectives = "no-transaction, lock-timeout DURATION, statement-timeout DURATION, replaces FROM-TO, replaced VERSION NAME CHECKSUM, lint-ignore RULE, todo"
 
 // directives reads "-- dbinit:..." lines. They count only in the leading
 // comment block; anywhere else they would silently do nothing, so they are
@@ -532,6 +545,15 @@ func directives(display, text string) (d fileDirectives, problems []Problem) {
 			return &v
 		}
 		switch {
+		case m[1] == "lint-ignore":
+			// Anywhere: in the leading block for the whole file, else for
+			// the statement that follows.
+			rules := strings.FieldsFunc(m[2], func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+			if len(rules) == 0 {
+				bad("dbinit:lint-ignore needs the name of a lint rule (dbinit lint --help lists them)")
+				continue
+			}
+			d.lintIgnore = append(d.lintIgnore, LintIgnore{Line: i + 1, Rules: rules, File: leading})
 		case !leading:
 			bad("dbinit directives only count in the comment lines at the top of the file, before any SQL")
 		case m[1] == "no-transaction":

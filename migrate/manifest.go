@@ -25,7 +25,9 @@ const manifestFormat = 1
 
 // Manifest is db/migrations.json.
 type Manifest struct {
-	Format     int             `json:"format"`
+	Format int `json:"format"`
+	// Lint asks validate to run dbinit lint too (kept by hand).
+	Lint       bool            `json:"lint,omitempty"`
 	Migrations []ManifestEntry `json:"migrations"`
 	// Head names the last version and a checksum of every entry. Every
 	// change to the folder changes this one line, so two branches that
@@ -131,6 +133,9 @@ func BuildManifest(set *Set, old *Manifest) *Manifest {
 		}
 	}
 	m := &Manifest{Format: manifestFormat, Migrations: []ManifestEntry{}}
+	if old != nil {
+		m.Lint = old.Lint
+	}
 	for _, mig := range set.Migrations {
 		e := entryOf(mig)
 		if k, ok := kept[mig.Version]; ok && k.Name == mig.Name {

@@ -443,3 +443,71 @@ func dashes(name string) string {
 	}
 	return "--" + name
 }
+
+func TestLintCommand(t *testing.T) {
+	t.Parallel()
+	files := map[string]string{
+		"001_users.sql":      "CREATE TABLE users (id bigint PRIMARY KEY, email text);",
+		"001_users_down.sql": "DROP TABLE users;",
+		"002_index.sql":      "-- a comment\nCREATE INDEX users_email ON users (email);",
+		"002_index_down.sql": "DROP INDEX users_email;",
+		"003_drop.sql":       "ALTER TABLE users DROP COLUMN email;",
+	}
+	code, out, errs := offline(t, files, "lint")
+	if code != ExitLint || !strings.Contains(errs, "index-not-concurrent") {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{"/002_index.sql:2:1 index-not-concurrent CREATE INDEX on users", "/003_drop.sql:1:1 drop-object", "/003_drop.sql:1:1 missing-down", "1 error(s), 2 warning(s)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lint output lacks %q:\n%s", want, out)
+		}
+	}
+	// Only the files asked for; warnings alone are exit 0.
+	code, out, _ = offline(t, files, "lint", "003_drop.sql", "--json")
+	var findings []struct {
+		File, Rule, Severity string
+		Line, Col            int
+	}
+	if err := json.Unmarshal([]byte(out), &findings); err != nil || code != ExitOK || len(findings) != 2 || findings[0].Severity != "warning" {
+		t.Fatalf("lint 003 --json: exit %d %v\n%s", code, err, out)
+	}
+	if code, _, errs := offline(t, files, "lint", "009_nope.sql"); code != ExitUsage || !strings.Contains(errs, "not a migration") {
+		t.Fatalf("unknown file: exit %d %s", code, errs)
+	}
+	// validate runs it when the manifest asks.
+	m := migrateManifest(t, files, `"lint": true,`)
+	code, _, errs = offline(t, m, "validate")
+	if code != ExitLint {
+		t.Fatalf("validate with lint: exit %d %s", code, errs)
+	}
+	files["002_index.sql"] = "-- dbinit:lint-ignore index-not-concurrent\nCREATE INDEX users_email ON users (email);"
+	if code, out, errs := offline(t, migrateManifest(t, files, `"lint": true,`), "validate"); code != ExitOK || !strings.Contains(out, "lint passes") {
+		t.Fatalf("validate with the error ignored: exit %d %s%s", code, out, errs)
+	}
+}
+
+// migrateManifest returns files plus the manifest dbinit manifest writes
+// for them, with extra top-level JSON inserted by hand.
+func migrateManifest(t *testing.T, files map[string]string, extra string) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := Run(context.Background(), []string{"manifest"}, map[string]string{"DBINIT_DIR": dir}, &out, &errb); code != 0 {
+		t.Fatalf("manifest: %s", errb.String())
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "migrations.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withManifest := map[string]string{}
+	for k, v := range files {
+		withManifest[k] = v
+	}
+	withManifest["migrations.json"] = strings.Replace(string(raw), `"format": 1,`, `"format": 1,`+"\n  "+extra, 1)
+	return withManifest
+}

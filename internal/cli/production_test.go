@@ -235,10 +235,11 @@ func TestDumpBeforeMigrating(t *testing.T) {
 	h.env["DBINIT_DUMP_DIR"] = dir
 	h.write("003_more.sql", "CREATE TABLE more (id int);")
 	// pg_dump refuses a server newer than itself: then dbinit stops with
-	// pg_dump's reason, and migrates nothing.
+	// pg_dump's reason and what to install (a configuration problem, exit
+	// 2), and migrates nothing.
 	if local, server := pgDumpMajor(t), query[int32](t, h.db("postgres"), `SELECT current_setting('server_version_num')::int / 10000`); local < server {
 		code, _, stderr := h.run("up")
-		if code != ExitSQL || !strings.Contains(stderr, "server version mismatch") {
+		if code != ExitUsage || !strings.Contains(stderr, "server version mismatch") || !strings.Contains(stderr, "install the PostgreSQL client") {
 			t.Fatalf("pg_dump %d, server %d: exit %d:\n%s", local, server, code, stderr)
 		}
 		if n := query[int64](t, h.db(h.database), `SELECT count(*) FROM pg_tables WHERE tablename = 'more'`); n != 0 {

@@ -43,6 +43,9 @@ var specs = []spec{
 	{name: "validate", synopsis: "[--schema FILE]", summary: "every check that needs no server: names, encoding, statements, directives, unwritten files, the manifest",
 		about:   "Usable as a pre-commit hook and in CI without a database: exit 0; 2 with every problem in the files, FILE:LINE:COL each; 5 when the folder and db/migrations.json disagree. --schema FILE also checks a committed dump-schema file against the schema the migrations build (needs the server and pg_dump; 5 when stale).",
 		example: "dbinit validate --dir db", command: cmdValidate},
+	{name: "lint", synopsis: "[FILES...] [--json]", summary: "production-safety checks on PostgreSQL's own grammar: locks, rewrites, breaking changes",
+		about:   "Prints FILE:LINE:COL rule message for each finding; exit 0 with warnings only, 8 when a rule of error severity fires. FILES are paths, names or versions (default: every file). Silence a rule with -- dbinit:lint-ignore RULE on the line before a statement, or in the leading comments for the whole file. docs/lint.md explains every rule and its safe rewrite.",
+		example: "dbinit lint db/008_add_email.sql", command: cmdLint},
 	{name: "manifest", synopsis: "[--check] [--force]", summary: "write db/migrations.json: every file with its checksum, keeping description and depends_on",
 		about:   "Once it exists, every command refuses a folder that disagrees with it (exit 5): an edited, renamed, renumbered, missing or unlisted file. Commit it with the files; two branches that each add a migration then conflict in git.",
 		example: "dbinit manifest", command: cmdManifest},
@@ -109,7 +112,7 @@ Every variable: docs/reference.md. A command's own help: dbinit help COMMAND.
 
 Exit codes: 0 ok, 1 migration failed, 2 usage/configuration/bad folder,
 3 server unreachable or connection lost, 4 authentication or permission refused,
-5 drift, 6 a lock not had in time, 7 files pending (status --exit-code), 130 interrupted.
+5 drift, 6 a lock not had in time, 7 files pending (status --exit-code), 8 lint errors, 130 interrupted.
 `)
 	return b.String()
 }
@@ -149,6 +152,9 @@ func commandHelp(w io.Writer, s spec) {
 			fmt.Fprintf(w, "\nFlags:\n%s\n", strings.Join(lines, "\n"))
 		}
 		fmt.Fprintf(w, "\nGlobal flags: --%s (dbinit help)\n", strings.Join(globalFlagNames, ", --"))
+	}
+	if s.name == "lint" {
+		fmt.Fprintf(w, "\n%s", lintRulesHelp())
 	}
 	if s.example != "" {
 		fmt.Fprintf(w, "\nExample:\n  %s\n", s.example)

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/savvi-studio/dbinit/internal/lint"
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
@@ -47,6 +48,14 @@ func cmdValidate(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		manifest := "no " + migrate.ManifestFile
 		if set.Manifest != nil {
 			manifest = migrate.ManifestFile + " agrees"
+		}
+		if set.Manifest != nil && set.Manifest.Lint {
+			findings := lint.Check(set, nil)
+			printFindings(r, findings)
+			if err := lintResult(findings); err != nil {
+				return err
+			}
+			manifest += "; lint passes"
 		}
 		if *schema != "" {
 			if err := r.checkSchemaFile(ctx, *schema); err != nil {

@@ -540,3 +540,36 @@ func (c *cursor) identifier(t token) string {
 	}
 	return name
 }
+
+// Ident is an identifier in a text, at a byte offset.
+type Ident struct {
+	Offset int
+	Name   string // as PostgreSQL reads it: unquoted ones lower-cased
+}
+
+// LongIdentifiers returns the identifiers in src longer than the 63 bytes
+// PostgreSQL keeps (it truncates them, with only a NOTICE), skipping
+// strings, comments and dollar-quoted bodies.
+func LongIdentifiers(src string) []Ident {
+	lx := lexer{src: src}
+	var out []Ident
+	for {
+		t := lx.next()
+		if t.kind == tokEOF {
+			return out
+		}
+		var name string
+		text := src[t.start:t.end]
+		switch {
+		case t.kind == tokIdent:
+			name = lowerASCII(text)
+		case t.kind == tokQuotedIdent && strings.HasPrefix(text, `"`) && !t.open:
+			name = strings.ReplaceAll(text[1:len(text)-1], `""`, `"`)
+		default:
+			continue
+		}
+		if len(name) > 63 {
+			out = append(out, Ident{Offset: t.start, Name: name})
+		}
+	}
+}

@@ -1,0 +1,4 @@
+ALTER TABLE users ALTER COLUMN email SET NOT NULL;
+ALTER TABLE posts ADD CONSTRAINT posts_user_fk FOREIGN KEY (user_id) REFERENCES users (id);
+ALTER TABLE posts ADD CONSTRAINT title_len CHECK (length(title) < 200) NOT VALID;
+ALTER TABLE posts VALIDATE CONSTRAINT title_len;
