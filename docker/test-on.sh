@@ -3,14 +3,14 @@
 # MAJOR (15, 17, 18) in a container of the offline image, instead of the
 # local binaries: TEST_DATABASE_URL points every test at it.
 #
-#   bash docker/test-on.sh 18                 # migrate, provision, cli, dbtest
+#   bash docker/test-on.sh 18                 # migrate, provision, cli, catalog, dbtest
 #   bash docker/test-on.sh 17 ./migrate/...
 set -Eeuo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 major=${1:?usage: test-on.sh 15|17|18 [PACKAGES...]}
 shift
 pkgs=("$@")
-((${#pkgs[@]})) || pkgs=(./migrate/... ./internal/provision/... ./internal/cli/... ./dbtest/...)
+((${#pkgs[@]})) || pkgs=(./migrate/... ./internal/provision/... ./internal/cli/... ./internal/catalog/... ./dbtest/...)
 
 bash "$root/docker/postgres/build-base.sh" "$major" >&2
 name=dbinit-test-on-$major-$$

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"os"
 	"regexp"
 	"strings"
@@ -90,7 +91,7 @@ func (r *run) schema(ctx context.Context) ([]byte, int64, error) {
 			return nil, 0, err
 		}
 	} else {
-		err = srv.Scratch(ctx, target, r.cfg.Database, 0, func(ctx context.Context, name string) error {
+		err = srv.Scratch(ctx, target, r.cfg.Database, provision.Latest, func(ctx context.Context, name string, _ *pgx.Conn) error {
 			raw, err = dump(ctx, name)
 			return err
 		})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	iofs "io/fs"
 	"os"
 	"path/filepath"
@@ -93,7 +94,7 @@ func cmdSquash(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		// The schema and rows at version N, and the schema alone to check
 		// the new file against.
 		var body, want []byte
-		err = srv.Scratch(ctx, target, r.cfg.Database, *to, func(ctx context.Context, db string) error {
+		err = srv.Scratch(ctx, target, r.cfg.Database, *to, func(ctx context.Context, db string, _ *pgx.Conn) error {
 			var err error
 			if body, err = dump(ctx, db, "--inserts"); err != nil {
 				return err
@@ -128,7 +129,7 @@ func cmdSquash(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		newTarget.Set = newSet
 		newTarget.Template = "none" // a scratch build from the new files, not a template
 		var got []byte
-		err = srv.Scratch(ctx, newTarget, r.cfg.Database, *to, func(ctx context.Context, db string) error {
+		err = srv.Scratch(ctx, newTarget, r.cfg.Database, *to, func(ctx context.Context, db string, _ *pgx.Conn) error {
 			var err error
 			got, err = dump(ctx, db, "--schema-only")
 			return err

@@ -4,20 +4,26 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
-// Scratch gives fn a private database at version to of t.Set (0 = the
-// latest), and drops it afterwards, also when fn fails: a copy of the
+// Latest asks Scratch for the set's latest version.
+const Latest = -1
+
+// Scratch gives fn a private database at version to of t.Set (Latest for
+// the set's last version, 0 for an empty database) and a connection to it,
+// and drops it afterwards, also when fn fails: a copy of the
 // template when the template holds exactly those files (EnsureTemplate
 // builds or updates it first), otherwise an empty database migrated to
 // that version. It is named like the template's other temporary databases
 // (<template>_check_<hex>) and marked, so an interrupted run's copy is
 // dropped by the next build. In production mode (no template) it is
 // always built, and named after the working database.
-func (s *Server) Scratch(ctx context.Context, t Target, database string, to int64, fn func(ctx context.Context, name string) error) error {
+func (s *Server) Scratch(ctx context.Context, t Target, database string, to int64, fn func(ctx context.Context, name string, conn *pgx.Conn) error) error {
 	latest := t.Set.Latest()
-	if to <= 0 || to > latest {
+	if to < 0 || to > latest {
 		to = latest
 	}
 	prefix := t.Template
@@ -58,7 +64,7 @@ func (s *Server) Scratch(ctx context.Context, t Target, database string, to int6
 	if err := writeOrigin(ctx, conn, m); err != nil {
 		return fmt.Errorf("mark %s: %w", name, err)
 	}
-	if !fromTemplate {
+	if !fromTemplate && to > 0 {
 		mig, err := migrate.New(t.Set, migrate.Options{Logger: s.log, Locker: noLock{}, Version: s.version})
 		if err != nil {
 			return err
@@ -70,5 +76,5 @@ func (s *Server) Scratch(ctx context.Context, t Target, database string, to int6
 	// The connection stays open while fn runs: a build of the template
 	// drops leftover scratch databases, but only those nobody is
 	// connected to.
-	return fn(ctx, name)
+	return fn(ctx, name, conn)
 }
