@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +75,34 @@ func BenchmarkInit(b *testing.B) {
 			})
 		}
 	})
+	// extend: the development loop. Template and working database exist
+	// for the 300 files; one file is added; init builds the new template
+	// from a copy of the old one with only that file, and applies it to
+	// the working database. Compare with full (every file, from empty):
+	// the goal is at most 0.3x.
+	b.Run("extend", func(b *testing.B) {
+		more := extendedCorpus(b, c)
+		for _, durable := range []bool{false, true} {
+			b.Run(serverName(durable), func(b *testing.B) {
+				s := getServer(b, durable)
+				for b.Loop() {
+					b.StopTimer()
+					db, tpl := newName("ext"), newName("ext_tpl")
+					if err := runInit(ctx, bin, s, c, db, tpl, "template_state=built"); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					if err := runInit(ctx, bin, s, more, db, tpl, "template_state=extended", "template_files=1", "files_applied=1"); err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					s.dropDB(b, db)
+					s.dropTemplate(b, tpl)
+					b.StartTimer()
+				}
+			})
+		}
+	})
 	b.Run("noop", func(b *testing.B) {
 		for _, durable := range []bool{false, true} {
 			b.Run(serverName(durable), func(b *testing.B) {
@@ -104,4 +134,47 @@ func BenchmarkInit(b *testing.B) {
 			})
 		}
 	})
+	// The floor of a process that connects and asks one question, the way
+	// dbinit does (TCP, the password): psql -c 'select 1'.
+	b.Run("floor-psql", func(b *testing.B) {
+		s := getServer(b, false)
+		const runs = 4
+		var ds []time.Duration
+		for b.Loop() {
+			for range runs {
+				cmd := exec.CommandContext(ctx, s.psql, "-X", "-q", "-d", s.url, "-c", "select 1")
+				t0 := time.Now()
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("psql: %v %s", err, out)
+				}
+				ds = append(ds, time.Since(t0))
+			}
+		}
+		b.ReportMetric(float64(sum(ds).Nanoseconds())/float64(len(ds)), "ns/op")
+		b.ReportMetric(ms(percentile(ds, 50)), "p50-ms")
+		b.ReportMetric(ms(percentile(ds, 100)), "max-ms")
+	})
+}
+
+// extendedCorpus is the corpus plus one file, in a folder of its own.
+func extendedCorpus(b *testing.B, c *benchCorpus) *benchCorpus {
+	b.Helper()
+	dir := filepath.Join(workDir(b), "db-plus-one")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range c.files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), raw, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	extra := fmt.Sprintf("%03d_add_audit_notes.sql", corpusFiles+1)
+	if err := os.WriteFile(filepath.Join(dir, extra), []byte("CREATE TABLE audit.notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return &benchCorpus{dir: dir}
 }

@@ -146,5 +146,7 @@ func (tp *template) withServer(ctx context.Context, f func(*provision.Server, pr
 		Template: tp.name,
 		Set:      tp.set,
 		Lock:     func(string) migrate.Locker { return lock },
+		// A new file builds the new template from the previous one.
+		Siblings: templatePrefix,
 	})
 }

@@ -263,7 +263,7 @@ func TestComposeLifecycle(t *testing.T) {
 	if code := s.exitCode("dbinit"); code != 0 {
 		t.Fatalf("third run exited %d:\n%s", code, s.logs("dbinit"))
 	}
-	if logs := s.logs("dbinit"); !strings.Contains(logs, "template_state=built") || !strings.Contains(logs, "files_applied=1") {
+	if logs := s.logs("dbinit"); !strings.Contains(logs, "template_state=extended") || !strings.Contains(logs, "files_applied=1") {
 		t.Fatalf("third run:\n%s", logs)
 	}
 	if n := one[int64](t, work, `SELECT count(*) FROM app.accounts WHERE name IS NULL`); n != 1 {

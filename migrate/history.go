@@ -48,28 +48,27 @@ BEGIN
   END IF;
 END
 $dbinit$;
-COMMENT ON TABLE dbinit.schema_migrations IS 'dbinit history format 3';`
+COMMENT ON TABLE dbinit.schema_migrations IS 'dbinit history format 3';` // historyComment
 
 // ReadHistory returns the rows of a database's history table, none when it
 // does not exist yet.
 func ReadHistory(ctx context.Context, conn *pgx.Conn) ([]Applied, error) {
 	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass('dbinit.schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+	var comment string
+	// Simple protocol: one round trip each, no statement to prepare on a
+	// connection that may read the history once.
+	if err := conn.QueryRow(ctx, `SELECT c IS NOT NULL, coalesce(obj_description(c, 'pg_class'), '') FROM to_regclass('dbinit.schema_migrations') c`,
+		pgx.QueryExecModeSimpleProtocol).Scan(&exists, &comment); err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
 	if !exists {
 		return nil, nil
 	}
-	rows, err := conn.Query(ctx, `
-SELECT version,
-       coalesce(nullif(to_jsonb(h) ->> 'squash_name', ''), name),
-       coalesce(nullif(to_jsonb(h) ->> 'squash_checksum', ''), checksum),
-       CASE WHEN coalesce(to_jsonb(h) ->> 'squash_checksum', '') <> '' THEN 'text' ELSE coalesce(to_jsonb(h) ->> 'checksum_kind', 'bytes') END,
-       state, statements_done, statements_total,
-       coalesce(prefix_checksum, ''), applied_at, execution_ms, applied_by,
-       coalesce(to_jsonb(h) ->> 'replaces', ''), coalesce((to_jsonb(h) ->> 'replaced_by')::bigint, 0),
-       coalesce(to_jsonb(h) ->> 'squash_checksum', '') <> '', name, checksum, coalesce(to_jsonb(h) ->> 'checksum_kind', 'bytes')
-FROM dbinit.schema_migrations h ORDER BY version`)
+	query := historyQuery
+	if comment != historyComment {
+		query = historyQueryAnyFormat // a table an older dbinit made: columns may be missing
+	}
+	rows, err := conn.Query(ctx, query, pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
@@ -91,6 +90,34 @@ FROM dbinit.schema_migrations h ORDER BY version`)
 	}
 	return out, nil
 }
+
+// historyComment marks a history table of the current format: every
+// column historyQuery reads is there.
+const historyComment = "dbinit history format 3"
+
+// historyQuery reads a current history table. A squashed file recorded
+// over the files it replaced reads as the squashed file, with the row as
+// the last replaced file recorded it after it.
+const historyQuery = `
+SELECT version, CASE WHEN squash_name <> '' THEN squash_name ELSE name END, CASE WHEN squash_checksum <> '' THEN squash_checksum ELSE checksum END,
+       CASE WHEN squash_checksum <> '' THEN 'text' ELSE checksum_kind END,
+       state, statements_done, statements_total, coalesce(prefix_checksum, ''), applied_at, execution_ms, applied_by,
+       replaces, coalesce(replaced_by, 0), squash_checksum <> '', name, checksum, checksum_kind
+FROM dbinit.schema_migrations ORDER BY version`
+
+// historyQueryAnyFormat is historyQuery for a table of any format: the
+// columns later formats added are read through to_jsonb, which has them
+// only when they exist.
+const historyQueryAnyFormat = `
+SELECT version,
+       coalesce(nullif(to_jsonb(h) ->> 'squash_name', ''), name),
+       coalesce(nullif(to_jsonb(h) ->> 'squash_checksum', ''), checksum),
+       CASE WHEN coalesce(to_jsonb(h) ->> 'squash_checksum', '') <> '' THEN 'text' ELSE coalesce(to_jsonb(h) ->> 'checksum_kind', 'bytes') END,
+       state, statements_done, statements_total,
+       coalesce(prefix_checksum, ''), applied_at, execution_ms, applied_by,
+       coalesce(to_jsonb(h) ->> 'replaces', ''), coalesce((to_jsonb(h) ->> 'replaced_by')::bigint, 0),
+       coalesce(to_jsonb(h) ->> 'squash_checksum', '') <> '', name, checksum, coalesce(to_jsonb(h) ->> 'checksum_kind', 'bytes')
+FROM dbinit.schema_migrations h ORDER BY version`
 
 func ensureHistory(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := conn.Exec(ctx, historyDDL); err != nil {

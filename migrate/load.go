@@ -12,9 +12,11 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -262,6 +264,12 @@ func load(fsys fs.FS, dir string, opts LoadOptions) (*Set, error) {
 		downName = map[int64]string{}
 	)
 	display := func(name string) string { return path.Join(filepathToSlash(dir), name) }
+	type job struct {
+		name, base string
+		version    int64
+		isDown     bool
+	}
+	var jobs []job
 	for _, e := range entries {
 		name := e.Name()
 		if e.IsDir() || !strings.EqualFold(path.Ext(name), ".sql") {
@@ -286,13 +294,42 @@ func load(fsys fs.FS, dir string, opts LoadOptions) (*Set, error) {
 			problems = append(problems, Problem{Path: display(name), Msg: "down file has no name before _down"})
 			continue
 		}
-		raw, err := fs.ReadFile(fsys, name)
-		if err != nil {
+		jobs = append(jobs, job{name: name, version: version, base: base, isDown: isDown})
+	}
+	// Reading, checking and splitting the files is most of loading: done
+	// in parallel, one file per goroutine of a pool, collected in order.
+	parsed := make([]struct {
+		s        *Script
+		problems []Problem
+		err      error
+	}, len(jobs))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
+		wg.Go(func() {
+			for i := range next {
+				raw, err := fs.ReadFile(fsys, jobs[i].name)
+				if err != nil {
+					parsed[i].err = err
+					continue
+				}
+				parsed[i].s, parsed[i].problems = parseScript(jobs[i].name, display(jobs[i].name), raw)
+			}
+		})
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, j := range jobs {
+		name, version, base, isDown := j.name, j.version, j.base, j.isDown
+		if err := parsed[i].err; err != nil {
 			problems = append(problems, Problem{Path: display(name), Msg: "cannot read: " + pathErrReason(err)})
 			continue
 		}
-		s, fileProblems := parseScript(name, display(name), raw)
-		problems = append(problems, fileProblems...)
+		s := parsed[i].s
+		problems = append(problems, parsed[i].problems...)
 		if isDown {
 			if prev, dup := downs[version]; dup {
 				problems = append(problems, Problem{Path: display(name), Msg: fmt.Sprintf("version %d already has a down file %s", version, prev.File)})
@@ -441,7 +478,12 @@ func (s *Set) replaced(v int64) *Migration {
 // parseScript checks one file and splits it into statements.
 func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 	sum := sha256.Sum256(raw)
-	s := &Script{File: file, Path: display, BytesChecksum: hex.EncodeToString(sum[:]), Checksum: textChecksum(raw)}
+	bytesSum := hex.EncodeToString(sum[:])
+	textSum := bytesSum // the same text, unless it has a BOM or CRs to drop
+	if bytes.HasPrefix(raw, []byte("\uFEFF")) || bytes.IndexByte(raw, '\r') >= 0 {
+		textSum = textChecksum(raw)
+	}
+	s := &Script{File: file, Path: display, BytesChecksum: bytesSum, Checksum: textSum}
 	at := func(src string, off int, msg string) Problem {
 		line, col := sqlsplit.Pos(src, off)
 		return Problem{Path: display, Line: line, Col: col, Msg: msg}
@@ -468,13 +510,14 @@ func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 	s.Replaces, s.ReplacedFiles = dirs.replaces, dirs.replaced
 	s.LintIgnore = dirs.lintIgnore
 
-	if p := sqlsplit.Unterminated(text); p != nil {
+	a := sqlsplit.Analyze(text) // one pass: statements, an open quote, meta-commands
+	if p := a.Unterminated; p != nil {
 		problems = append(problems, Problem{Path: display, Line: p.Line, Col: p.Col, Msg: p.Msg})
 	}
-	for _, p := range sqlsplit.MetaCommands(text) {
+	for _, p := range a.MetaCommands {
 		problems = append(problems, Problem{Path: display, Line: p.Line, Col: p.Col, Msg: p.Msg})
 	}
-	for _, st := range sqlsplit.Split(text) {
+	for _, st := range a.Statements {
 		if st.Empty {
 			continue
 		}
@@ -526,6 +569,9 @@ func directives(display, text string) (d fileDirectives, problems []Problem) {
 		trimmed := strings.TrimSpace(line)
 		if leading && trimmed != "" && !strings.HasPrefix(trimmed, "--") {
 			leading = false
+		}
+		if !strings.Contains(line, "dbinit:") {
+			continue // most lines: no need for the regular expression
 		}
 		m := directiveRE.FindStringSubmatch(line)
 		if m == nil {

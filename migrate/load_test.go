@@ -178,6 +178,10 @@ func TestChecksumIgnoresLineEndings(t *testing.T) {
 	if a.Find(1).Up.Checksum != b.Find(1).Up.Checksum || a.Hash() != b.Hash() {
 		t.Fatal("line endings or a BOM change the checksum")
 	}
+	cr, _ := Load(mapFS(map[string]string{"001_a.sql": strings.ReplaceAll(lf, "\n", "\r")}), "db") // classic Mac
+	if cr.Find(1).Up.Checksum != a.Find(1).Up.Checksum || a.Find(1).Up.Checksum != sha256Hex(lf) {
+		t.Fatal("CR line endings change the checksum, or an LF file's text checksum is not its bytes'")
+	}
 	legacy := Applied{Version: 1, Checksum: sha256Hex(lf), ChecksumKind: ChecksumBytes, State: StateApplied}
 	if !b.Find(1).Up.Matches(legacy) || !a.Find(1).Up.Matches(legacy) {
 		t.Fatal("a row of an earlier dbinit no longer matches its file")

@@ -32,6 +32,12 @@ func Verify(ctx context.Context, conn *pgx.Conn, set *Set, to int64) error {
 	if err != nil {
 		return err
 	}
+	return VerifyHistory(ctx, conn, set, to, applied)
+}
+
+// VerifyHistory is Verify with the history already read (applied, as
+// ReadHistory returned it on conn's database, with nothing run since).
+func VerifyHistory(ctx context.Context, conn *pgx.Conn, set *Set, to int64, applied []Applied) error {
 	var problems []string
 	for _, e := range Status(set, applied) {
 		if to > 0 && e.Version > to {

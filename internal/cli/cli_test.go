@@ -146,7 +146,7 @@ func TestInitLifecycle(t *testing.T) {
 	}
 	h.write("003_comments.sql", "CREATE TABLE comments (id bigint PRIMARY KEY, body text);")
 	_, logs = h.expect(ExitOK)
-	if !strings.Contains(logs, "template_state=built") || !strings.Contains(logs, "database_state=updated") || !strings.Contains(logs, "files_applied=1") {
+	if !strings.Contains(logs, "template_state=extended") || !strings.Contains(logs, "database_state=updated") || !strings.Contains(logs, "files_applied=1") {
 		t.Fatalf("third run:\n%s", logs)
 	}
 	if n := query[int64](t, work, `SELECT count(*) FROM users`); n != 1 {

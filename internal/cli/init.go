@@ -19,11 +19,27 @@ import (
 // the server and the target dbinit manages on it. close closes both
 // connections.
 func (r *run) server(ctx context.Context) (srv *provision.Server, target provision.Target, closeAll func(), err error) {
+	// Connecting takes about as long as loading the folder, so both run at
+	// once; nothing is sent to a database before the folder is known to be
+	// good, and a bad folder is reported as such even when the server is
+	// not reachable.
+	cctx, cancel := context.WithCancel(ctx)
+	maintC := make(chan connResult, 1)
+	go func() {
+		c, err := r.connectMaintenance(cctx)
+		maintC <- connResult{c, err}
+	}()
 	set, err := r.loadSet()
 	if err != nil {
+		cancel()
+		if m := <-maintC; m.conn != nil {
+			m.conn.Close(context.WithoutCancel(ctx))
+		}
 		return nil, target, nil, err
 	}
-	maint, err := r.connectMaintenance(ctx)
+	m := <-maintC
+	cancel() // the connection is made: its context is no longer needed
+	maint, err := m.conn, m.err
 	if err != nil {
 		return nil, target, nil, err
 	}
@@ -114,6 +130,11 @@ func (r *run) connectTo(maint *pgx.Conn) func(context.Context, string) (*pgx.Con
 	}
 }
 
+type connResult struct {
+	conn *pgx.Conn
+	err  error
+}
+
 // cmdInit is what the init container runs: template first, then the working
 // database, which is cloned when absent and migrated when present; never
 // dropped unless DBINIT_RESET=true.
@@ -149,6 +170,10 @@ func cmdInit(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		attrs := []any{"template", r.cfg.Template, "template_state", "reused"}
 		if out.Template.Built {
 			attrs = []any{"template", r.cfg.Template, "template_state", "built"}
+			if out.Template.From != "" {
+				// Only the new files were applied, to a copy of the old template.
+				attrs = []any{"template", r.cfg.Template, "template_state", "extended"}
+			}
 			if res := out.Template.Result; res != nil {
 				attrs = append(attrs, "template_files", len(res.FilesExecuted))
 			}

@@ -121,7 +121,7 @@ func TestTemplateModeNeedsCreateDB(t *testing.T) {
 		t.Fatalf("CREATEDB role: exit %d:\n%s", code, stderr)
 	}
 	h.write("003_more.sql", "CREATE TABLE more (id int);")
-	if code, _, stderr := runEnv(env, "init"); code != ExitOK || !strings.Contains(stderr, "template_state=built") {
+	if code, _, stderr := runEnv(env, "init"); code != ExitOK || !strings.Contains(stderr, "template_state=extended") {
 		t.Fatalf("CREATEDB role, rebuild: exit %d:\n%s", code, stderr)
 	}
 	_, plainURL := role(t, "")

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -152,3 +154,18 @@ func with(files map[string]string, name, text string) map[string]string {
 	out[name] = text
 	return out
 }
+
+// copyOf clones database name (a template) into a new database of the
+// fixture and connects to it.
+func (f *fixture) copyOf(name string) *pgx.Conn {
+	f.t.Helper()
+	copyName := f.template + "_copy_" + strconv.Itoa(int(copies.Add(1)))
+	if err := f.srv.Clone(ctxFor(f.t), name, copyName, CloneOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	cc := f.maint.Copy()
+	cc.Database = copyName
+	return emptydb.Conn(f.t, cc)
+}
+
+var copies atomic.Int64

@@ -53,12 +53,19 @@ type Target struct {
 	Snapshot     string
 	SnapshotKeep int
 	Dump         func(ctx context.Context, database string) (path string, err error)
+	// Siblings is the name prefix of other templates of the same folder
+	// (dbtest's, one per set hash): a missing template is built from the
+	// newest of them whose files the set only extends.
+	Siblings string
 }
 
 // TemplateOutcome says what EnsureTemplate did.
 type TemplateOutcome struct {
-	Name     string
-	Built    bool            // false: an up-to-date template was reused
+	Name  string
+	Built bool // false: an up-to-date template was reused
+	// From is the template the build started from when the folder only
+	// added files to it ("" = built from an empty database).
+	From     string
 	Result   *migrate.Result // the build's result, when built (also when the build failed)
 	Duration time.Duration
 }
@@ -120,6 +127,7 @@ func (s *Server) EnsureTemplate(ctx context.Context, t Target) (*TemplateOutcome
 	if d, exists, err = s.info(ctx, t.Template); err != nil {
 		return nil, err
 	}
+	from := ""
 	if exists {
 		if err := s.checkTemplate(d); err != nil {
 			return nil, err
@@ -128,15 +136,41 @@ func (s *Server) EnsureTemplate(ctx context.Context, t Target) (*TemplateOutcome
 			out.Duration = time.Since(start)
 			return out, nil
 		}
-		if !t.Rebuild && !s.extends(d, t.Set) {
+		switch {
+		case s.extends(d, t.Set):
+			from = t.Template // only new files: start from it
+		case !t.Rebuild:
 			if err := s.templateDrift(ctx, t, d); err != nil {
 				return nil, err
 			}
 		}
+	} else if t.Siblings != "" {
+		from = s.nearest(ctx, t)
 	}
-	res, err := s.build(ctx, t, hash, exists)
-	out.Built, out.Result, out.Duration = true, res, time.Since(start)
+	res, from, err := s.build(ctx, t, hash, exists, from)
+	out.Built, out.Result, out.From, out.Duration = true, res, from, time.Since(start)
 	return out, err
+}
+
+// nearest returns the newest template named with t.Siblings whose files
+// t.Set only extends, or "".
+func (s *Server) nearest(ctx context.Context, t Target) string {
+	rows, err := s.conn.Query(ctx, `SELECT `+dbColumns+` FROM pg_database WHERE datistemplate AND starts_with(datname, $1)`, t.Siblings)
+	if err != nil {
+		return ""
+	}
+	dbs, err := pgx.CollectRows(rows, scanDB)
+	if err != nil {
+		return ""
+	}
+	best, bestLatest := "", int64(-1)
+	for _, d := range dbs {
+		m, ok := d.templateMarker()
+		if ok && m.Latest > bestLatest && s.extends(d, t.Set) {
+			best, bestLatest = d.Name, m.Latest
+		}
+	}
+	return best
 }
 
 // checkTemplate refuses to replace a database that is not a template dbinit
@@ -322,12 +356,31 @@ func (s *Server) dropLeftovers(ctx context.Context, name string) {
 	}
 }
 
-// build applies the whole set to a fresh, marked database and swaps it in.
-func (s *Server) build(ctx context.Context, t Target, hash string, replace bool) (*migrate.Result, error) {
+// build applies the set to a fresh, marked database and swaps it in. With
+// from, a template whose files the set only extends, the build database is
+// a copy of it and only the new files are applied; when the copy cannot be
+// made (someone is connected to it), the build starts from an empty
+// database.
+func (s *Server) build(ctx context.Context, t Target, hash string, replace bool, from string) (*migrate.Result, string, error) {
 	buildName := tempName(t.Template, "build")
-	s.log.Info("building template", "template", t.Template, "build_database", buildName, "files", len(t.Set.Migrations))
-	if err := s.Create(ctx, buildName, ""); err != nil {
-		return nil, fmt.Errorf("create build database: %w", err)
+	created := false
+	if from != "" {
+		if err := s.Clone(ctx, from, buildName, CloneOptions{Strategy: t.Strategy}); err != nil {
+			s.log.Warn("could not copy the template to add the new files to it; building it from every file", "template", from, "error", err)
+			if exists, _ := s.Exists(ctx, buildName); exists {
+				s.Drop(context.WithoutCancel(ctx), buildName)
+			}
+			from = ""
+		} else {
+			created = true
+			s.log.Info("extending template", "template", t.Template, "from", from, "build_database", buildName, "files", len(t.Set.Migrations))
+		}
+	}
+	if !created {
+		s.log.Info("building template", "template", t.Template, "build_database", buildName, "files", len(t.Set.Migrations))
+		if err := s.Create(ctx, buildName, ""); err != nil {
+			return nil, "", fmt.Errorf("create build database: %w", err)
+		}
 	}
 	res, err := s.buildIn(ctx, t, buildName, hash, replace)
 	if err != nil {
@@ -336,7 +389,7 @@ func (s *Server) build(ctx context.Context, t Target, hash string, replace bool)
 			s.log.Error("could not drop the failed build; the next run will", "database", buildName, "error", derr)
 		}
 	}
-	return res, err
+	return res, from, err
 }
 
 func (s *Server) buildIn(ctx context.Context, t Target, buildName, hash string, replace bool) (*migrate.Result, error) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/savvi-studio/dbinit/internal/catalog"
 	"github.com/savvi-studio/dbinit/internal/emptydb"
 	"github.com/savvi-studio/dbinit/migrate"
 )
@@ -73,7 +74,8 @@ func TestFailedBuildKeepsTheOldTemplate(t *testing.T) {
 	if !errors.As(err, &se) || se.Path != "db/003_broken.sql" || se.Line != 2 {
 		t.Fatalf("err = %v", err)
 	}
-	if out == nil || !out.Built || out.Result == nil || len(out.Result.FilesExecuted) != 2 {
+	// The build started from the old template: only the new file ran.
+	if out == nil || !out.Built || out.From != f.template || out.Result == nil || len(out.Result.FilesExecuted) != 0 {
 		t.Fatalf("outcome = %+v", out)
 	}
 	comment := query[string](t, f.conn, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`, f.template)
@@ -328,5 +330,64 @@ func TestTempPrefixKeepsNamesShort(t *testing.T) {
 	}
 	if !strings.HasPrefix(name, tempPrefix(long)) || strings.ContainsRune(name, '\uFFFD') {
 		t.Fatalf("%q cut a character in half", name)
+	}
+}
+
+// TestExtendedTemplateEqualsAFreshBuild: a folder that only adds files
+// builds the new template from a copy of the old one, applying only the
+// new files; the result has the schema and history rows of a template
+// built from every file. A template of another name (dbtest's, one per
+// set hash) starts from its newest sibling the same way.
+func TestExtendedTemplateEqualsAFreshBuild(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxFor(t)
+	files := map[string]string{
+		"001_users.sql": "CREATE TABLE users (id bigint PRIMARY KEY, email text);\nINSERT INTO users VALUES (1, 'a@example.com');",
+		"002_idx.sql":   "CREATE INDEX users_email ON users (email);",
+	}
+	if _, err := f.srv.EnsureTemplate(ctx, f.target(files)); err != nil {
+		t.Fatal(err)
+	}
+	more := with(files, "003_posts.sql", "CREATE TABLE posts (id int, user_id bigint REFERENCES users);\nCOMMENT ON TABLE posts IS 'p';")
+	out, err := f.srv.EnsureTemplate(ctx, f.target(more))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.Built || out.From != f.template || len(out.Result.FilesExecuted) != 1 {
+		t.Fatalf("outcome = %+v (%v)", out, out.Result.FilesExecuted)
+	}
+	// A fresh build of the same files, under another name.
+	fresh := f.target(more)
+	fresh.Template = f.template + "_fresh"
+	if out, err := f.srv.EnsureTemplate(ctx, fresh); err != nil || out.From != "" {
+		t.Fatalf("fresh build: %+v %v", out, err)
+	}
+	a, b := f.copyOf(f.template), f.copyOf(fresh.Template)
+	sa, err := catalog.Take(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := catalog.Take(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missing, extra := catalog.Diff(sa.Fingerprint(), sb.Fingerprint()); len(missing)+len(extra) > 0 {
+		t.Fatalf("schemas differ:\n%v\n%v", missing, extra)
+	}
+	rows := `SELECT string_agg(format('%s %s %s %s %s', version, name, checksum, state, statements_done), '; ' ORDER BY version) FROM dbinit.schema_migrations`
+	if ha, hb := query[string](t, a, rows), query[string](t, b, rows); ha != hb {
+		t.Fatalf("histories differ:\n%s\n%s", ha, hb)
+	}
+	if n := query[int64](t, a, `SELECT count(*) FROM users`); n != 1 {
+		t.Fatalf("the seed row: %d", n)
+	}
+
+	// A sibling: a new name, found by prefix.
+	sib := f.target(with(more, "004_tags.sql", "CREATE TABLE tags (id int);"))
+	sib.Template, sib.Siblings = f.template+"_sib", f.template
+	out, err = f.srv.EnsureTemplate(ctx, sib)
+	if err != nil || out.From == "" || len(out.Result.FilesExecuted) != 1 {
+		t.Fatalf("sibling: %+v %v", out, err)
 	}
 }

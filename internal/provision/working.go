@@ -125,11 +125,12 @@ func (s *Server) Update(ctx context.Context, t Target, database string, to int64
 // working is the working database while Init or Update works on it.
 type working struct {
 	name    string
-	exists  bool      // it existed when the run started
-	conn    *pgx.Conn // open while it is checked and migrated
-	origin  *Marker   // to write into dbinit.origin: it was just made (or marked)
-	pending int       // files the plan would apply to it
-	to      int64     // apply up to this version; 0 = all
+	exists  bool              // it existed when the run started
+	conn    *pgx.Conn         // open while it is checked and migrated
+	origin  *Marker           // to write into dbinit.origin: it was just made (or marked)
+	pending int               // files the plan would apply to it
+	applied []migrate.Applied // its history, as read when it was checked
+	to      int64             // apply up to this version; 0 = all
 }
 
 func (w *working) close(ctx context.Context) {
@@ -176,7 +177,7 @@ func (s *Server) openWorking(ctx context.Context, t Target, database string, res
 	if err != nil {
 		return w, err
 	}
-	w.pending = len(plan.Steps)
+	w.pending, w.applied = len(plan.Steps), applied
 	if d.creating() {
 		// An earlier run created it (a clone, or up's empty database) and
 		// was killed before marking it; it passed the checks of any
@@ -215,6 +216,12 @@ func (s *Server) finishWorking(ctx context.Context, t Target, w *working, out *I
 			}
 			s.log.Info("dump written before migrating", "database", w.name, "file", path)
 		}
+	}
+	if w.exists && w.pending == 0 && w.origin == nil && w.conn != nil && out.State == StateUnchanged {
+		// Nothing to do (the common case): the history read above is
+		// current; verify it without reading it again.
+		out.Result = &migrate.Result{Database: w.name}
+		return migrate.VerifyHistory(ctx, w.conn, t.Set, w.to, w.applied)
 	}
 	if w.conn == nil {
 		var err error

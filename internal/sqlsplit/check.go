@@ -40,16 +40,21 @@ func MetaCommands(src string) []Problem {
 		if lines == nil {
 			lines = newLineTracker(src)
 		}
-		line, col := lines.pos(t.start)
-		problems = append(problems, Problem{
-			Offset: t.start,
-			Line:   line,
-			Col:    col,
-			Msg: `psql meta-command "` + metaName(src[t.start:t.end]) +
-				`" is not SQL; dbinit sends files to the server, which does not understand it`,
-		})
+		problems = append(problems, metaProblem(src, t, lines))
 	}
 	return problems
+}
+
+// metaProblem is the problem of meta-command token t.
+func metaProblem(src string, t token, lines *lineTracker) Problem {
+	line, col := lines.pos(t.start)
+	return Problem{
+		Offset: t.start,
+		Line:   line,
+		Col:    col,
+		Msg: `psql meta-command "` + metaName(src[t.start:t.end]) +
+			`" is not SQL; dbinit sends files to the server, which does not understand it`,
+	}
 }
 
 // metaName returns the name of the meta-command in text, which starts with

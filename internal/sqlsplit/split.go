@@ -96,3 +96,50 @@ func piece(src string, from, to, first, line int) Statement {
 	}
 	return s
 }
+
+// Analysis is what one pass of the scanner over a file finds: its
+// statements (as Split), the token left open at its end (as
+// Unterminated) and its psql meta-commands (as MetaCommands).
+type Analysis struct {
+	Statements   []Statement
+	Unterminated *Problem
+	MetaCommands []Problem
+}
+
+// Analyze is Split, Unterminated and MetaCommands in one pass over src,
+// for loading a file without lexing it three times.
+func Analyze(src string) Analysis {
+	var a Analysis
+	if src == "" {
+		return a
+	}
+	a.Statements = make([]Statement, 0, strings.Count(src, ";")+1)
+	sc := newScanner(src)
+	line := 1
+	var last token
+	var lines *lineTracker
+	for {
+		t, ends := sc.next()
+		if t.kind == tokEOF {
+			break
+		}
+		last = t
+		if t.kind == tokMeta || t.kind == tokForced {
+			if lines == nil {
+				lines = newLineTracker(src)
+			}
+			a.MetaCommands = append(a.MetaCommands, metaProblem(src, t, lines))
+		}
+		if ends {
+			a.Statements = append(a.Statements, piece(src, sc.from, t.end, sc.first, line))
+			line += strings.Count(src[sc.from:t.end], "\n")
+		}
+	}
+	if sc.from < len(src) {
+		a.Statements = append(a.Statements, piece(src, sc.from, len(src), sc.first, line))
+	}
+	if last.open {
+		a.Unterminated = Unterminated(src) // rare: the message needs the whole token
+	}
+	return a
+}

@@ -2,6 +2,7 @@ package sqlsplit
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -400,4 +401,24 @@ var kindWord = map[tokenKind]string{
 	tokQuotedIdent:  "quoted identifier",
 	tokDollarString: "dollar-quoted",
 	tokBlockComment: "/* comment",
+}
+
+// FuzzAnalyze: Analyze finds exactly what Split, Unterminated and
+// MetaCommands find, one pass instead of three.
+func FuzzAnalyze(f *testing.F) {
+	for _, s := range []string{"", "SELECT 1;", "SELECT 'x;\n\\i a.sql\nSELECT 2", "/* open", "COPY t FROM STDIN;\na\n\\.\nSELECT 1;", "\\set x 1\nSELECT $$a;$$;"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		a := Analyze(src)
+		if !reflect.DeepEqual(a.Statements, Split(src)) && !(len(a.Statements) == 0 && len(Split(src)) == 0) {
+			t.Fatalf("statements differ for %q", src)
+		}
+		if !reflect.DeepEqual(a.Unterminated, Unterminated(src)) {
+			t.Fatalf("unterminated differs for %q: %v, %v", src, a.Unterminated, Unterminated(src))
+		}
+		if !reflect.DeepEqual(a.MetaCommands, MetaCommands(src)) && !(len(a.MetaCommands) == 0 && len(MetaCommands(src)) == 0) {
+			t.Fatalf("meta-commands differ for %q", src)
+		}
+	})
 }
