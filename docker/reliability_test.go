@@ -435,8 +435,9 @@ func killTrials(t *testing.T, srv trialServer, trials int, fig *figures) {
 // concurrentRunners starts n runners at once on a new target, half through
 // the maintenance database postgres and half through another one: the
 // template is built once and the working database cloned once. Then a new
-// file and n runners again: built once more, no clone, the file applied
-// once.
+// file and n runners again: the template made once more, extended from the
+// old one (template_state=extended) rather than rebuilt, no clone, the file
+// applied once.
 func concurrentRunners(t *testing.T, srv trialServer, n int, fig *figures) {
 	tg := newTarget(t, srv, 20, fig)
 	maint := tg.conn("postgres")
@@ -448,7 +449,7 @@ func concurrentRunners(t *testing.T, srv trialServer, n int, fig *figures) {
 		maint.Exec(context.Background(), "DROP DATABASE IF EXISTS "+other+" WITH (FORCE)")
 		maint.Close(context.Background())
 	})
-	round := func(wantBuilt, wantCreated, wantUpdated int) {
+	round := func(wantBuilt, wantExtended, wantCreated, wantUpdated int) {
 		t.Helper()
 		outs := make([]string, n)
 		codes := make([]int, n)
@@ -468,25 +469,26 @@ func concurrentRunners(t *testing.T, srv trialServer, n int, fig *figures) {
 		}
 		close(start)
 		wg.Wait()
-		built, created, updated := 0, 0, 0
+		built, extended, created, updated := 0, 0, 0, 0
 		for i := range n {
 			if codes[i] != 0 {
 				t.Fatalf("runner %d exited %d\n%s", i, codes[i], outs[i])
 			}
 			built += strings.Count(outs[i], "template_state=built")
+			extended += strings.Count(outs[i], "template_state=extended")
 			created += strings.Count(outs[i], "database_state=created")
 			updated += strings.Count(outs[i], "database_state=updated")
 		}
-		fig.add(func(f *figures) { f.runners += n; f.builds += built; f.clones += created })
-		if built != wantBuilt || created != wantCreated || updated != wantUpdated {
-			t.Fatalf("%d runners: template built %d times, working database created %d, updated %d; want %d, %d, %d",
-				n, built, created, updated, wantBuilt, wantCreated, wantUpdated)
+		fig.add(func(f *figures) { f.runners += n; f.builds += built + extended; f.clones += created })
+		if built != wantBuilt || extended != wantExtended || created != wantCreated || updated != wantUpdated {
+			t.Fatalf("%d runners: template built %d times, extended %d, working database created %d, updated %d; want %d, %d, %d, %d",
+				n, built, extended, created, updated, wantBuilt, wantExtended, wantCreated, wantUpdated)
 		}
 	}
-	round(1, 1, 0)
+	round(1, 0, 1, 0)
 	tg.insertRows(1, 100, 0)
 	tg.write(2000, "more", "CREATE TABLE more_rows (id int);\nSELECT pg_sleep(0.2);\n")
-	round(1, 0, 1)
+	round(0, 1, 0, 1)
 	tg.verify(100)
 	fig.add(func(f *figures) { f.rowsWritten += 100 })
 }
