@@ -37,6 +37,7 @@ type options struct {
 	fsName        string
 	keepOnFailure bool
 	strategy      string
+	poolSize      int
 }
 
 // Dir reads the migrations from a folder, e.g. Dir("../../db").
@@ -63,7 +64,7 @@ func Strategy(s string) Option { return func(o *options) { o.strategy = s } }
 // collect applies opts and checks the result.
 func collect(t TB, opts []Option) options {
 	t.Helper()
-	o := options{keepOnFailure: true, strategy: provision.StrategyFileCopy}
+	o := options{keepOnFailure: true, strategy: provision.StrategyFileCopy, poolSize: defaultPoolSize}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -198,7 +199,18 @@ func create(t TB, o options) *database {
 	db := &database{name: provision.TestDatabaseName(dbPrefix, t.Name()), server: tp.server}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	ready := ""
+	if o.poolSize > 0 {
+		ready = tp.poolFor(o.strategy, o.poolSize).take()
+	}
 	err := tp.withServer(ctx, func(s *provision.Server, _ provision.Target) error {
+		if ready != "" {
+			// A clone made ahead: renamed for this test, which makes it
+			// this test's alone. If a sweep removed it meanwhile, clone.
+			if ok, err := s.ClaimTest(ctx, ready, db.name); ok || err != nil {
+				return err
+			}
+		}
 		if err := s.Clone(ctx, tp.name, db.name, provision.CloneOptions{Strategy: o.strategy}); err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -232,3 +233,116 @@ func TestProviderAdapter(t *testing.T) {
 	}()
 	RegisterProvider(nil)
 }
+
+// TestPoolHandsOutReadyClones: after the first database, the pool fills in
+// the background; the next tests get a ready clone, renamed for them, with
+// the schema and seed rows; every test's database is its own; a pooled
+// clone that was swept meanwhile is replaced by a clone; PoolSize(0) makes
+// no pool.
+func TestPoolHandsOutReadyClones(t *testing.T) {
+	t.Parallel()
+	emptydb.Server(t)
+	dir := t.TempDir()
+	for _, f := range []string{"001_accounts.sql", "002_notes.sql"} {
+		b, err := os.ReadFile(filepath.Join("testdata/db", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A set of its own, so that this test's template and pool are its own.
+	if err := os.WriteFile(filepath.Join(dir, "003_marker.sql"), []byte("-- "+t.Name()+"\nCREATE TABLE app.pool_test (id int);\nINSERT INTO app.pool_test VALUES (7);"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	newDB := func(name string, opts ...Option) (string, *recorder) {
+		r := &recorder{name: name}
+		var url string
+		r.call(func() { url = URL(r, append([]Option{Dir(dir)}, opts...)...) })
+		if r.fatal != "" {
+			t.Fatal(r.fatal)
+		}
+		cc, err := pgx.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cc.Database, r
+	}
+	first, r1 := newDB("TestPool/first", PoolSize(2))
+	defer r1.runCleanups()
+	abs, _ := filepath.Abs(dir)
+	templates.Lock()
+	tp := templates.byKey["dir:"+abs]
+	templates.Unlock()
+	p := tp.poolFor(provisionStrategyDefault(), 2)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		p.mu.Lock()
+		n, failed := len(p.ready), p.failed
+		p.mu.Unlock()
+		if failed != nil {
+			t.Fatal(failed)
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool has %d clones after a minute", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.mu.Lock()
+	pooled := append([]string(nil), p.ready...)
+	p.mu.Unlock()
+	second, r2 := newDB("TestPool/second", PoolSize(2))
+	defer r2.runCleanups()
+	conn := emptydb.Conn(t, emptydb.Server(t))
+	if second == first || !strings.Contains(second, "testpool_second") {
+		t.Fatalf("names %q, %q", first, second)
+	}
+	gone := 0
+	for _, name := range pooled {
+		if !databaseExists(t, conn, name) {
+			gone++ // renamed for the second test
+		}
+	}
+	if gone != 1 {
+		t.Fatalf("%d pooled clones were taken, want 1", gone)
+	}
+	cc := emptydb.Server(t).Copy()
+	cc.Database = second
+	c2 := emptydb.Conn(t, cc)
+	var v int
+	if err := c2.QueryRow(context.Background(), `SELECT id FROM app.pool_test`).Scan(&v); err != nil || v != 7 {
+		t.Fatalf("the pooled clone lacks the template's rows: %v %d", err, v)
+	}
+	c2.Close(context.Background())
+	// A pooled clone that a sweep removed meanwhile: the test clones one.
+	p.mu.Lock()
+	p.ready = append(p.ready, "dbt_swept_meanwhile")
+	p.mu.Unlock()
+	fourth, r4 := newDB("TestPool/fourth", PoolSize(2))
+	defer r4.runCleanups()
+	if !databaseExists(t, conn, fourth) {
+		t.Fatalf("no database %s after a pooled clone was gone", fourth)
+	}
+	// Without a pool: no clones are made ahead.
+	_, r3 := newDB("TestPool/third", PoolSize(0), Strategy("wal_log"))
+	defer r3.runCleanups()
+	tp.poolsMu.Lock()
+	_, made := tp.pools["wal_log"]
+	tp.poolsMu.Unlock()
+	if made {
+		t.Fatal("PoolSize(0) made a pool")
+	}
+	t.Cleanup(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, name := range p.ready {
+			emptydb.Drop(t, emptydb.Server(t), name)
+		}
+	})
+}
+
+func provisionStrategyDefault() string { return collect(&recorder{}, nil).strategy }

@@ -16,6 +16,12 @@
 // a throwaway cluster it goes with the cluster when go test ends, so set
 // TEST_DATABASE_URL to a server of your own to look at it afterwards.
 //
+// A file added after the last one builds the new template from a copy of
+// the previous template, applying only the new file. After a test's first
+// database, a pool of ready clones ([PoolSize], default 4) is made in the
+// background and refilled as tests take them: a test then gets its
+// database by a rename instead of waiting for a copy.
+//
 // # Where the server comes from
 //
 //  1. TEST_DATABASE_URL, a superuser URL of the maintenance database, e.g.
@@ -42,7 +48,8 @@
 // # What it creates on the server
 //
 // Templates are named dbtpl_<16 hex digits of the set's hash>, test
-// databases dbt_<time>_<test name>_<random>. Each process sweeps, once,
+// databases dbt_<time>_<test name>_<random>, clones waiting in the pool
+// dbt_<time>_pool_<random>. Each process sweeps, once,
 // test databases older than an hour that nobody is connected to, and
 // templates of old migration sets beyond the newest three.
 package dbtest

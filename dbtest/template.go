@@ -31,6 +31,9 @@ type template struct {
 	maint  *pgxpool.Pool
 	result *migrate.Result // when this process built it
 	err    error
+
+	poolsMu sync.Mutex
+	pools   map[string]*pool // ready clones, by strategy
 }
 
 // defaultDir is DBINIT_DIR, or the db folder at the module root.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/savvi-studio/dbinit/internal/dbconn"
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
@@ -43,6 +46,29 @@ func TestDatabaseName(prefix, test string) string {
 func (s *Server) MarkTest(ctx context.Context, name string) error {
 	_, err := s.mark(ctx, name, Marker{Kind: KindTest})
 	return err
+}
+
+// ClaimTest gives the test database from, made ahead by MarkTest and not
+// yet used, to a test: renamed to, and marked again so that its age counts
+// from now. Both in one transaction, so a failed claim leaves from as it
+// was. ok is false when from no longer exists (a sweep removed it); the
+// caller then clones a database of its own.
+func (s *Server) ClaimTest(ctx context.Context, from, to string) (ok bool, err error) {
+	d, found, err := s.info(ctx, from)
+	if err != nil || !found {
+		return false, err
+	}
+	m := Marker{Kind: KindTest, OID: d.OID, ID: newMarkerID(), Created: time.Now().UTC().Truncate(time.Second), Version: s.version}
+	q := "ALTER DATABASE " + dbconn.Ident(from) + " RENAME TO " + dbconn.Ident(to) +
+		"; COMMENT ON DATABASE " + dbconn.Ident(to) + " IS " + dbconn.Literal(m.Comment())
+	if _, err := s.conn.Exec(ctx, q); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "3D000" { // gone between the look-up and the rename
+			return false, nil
+		}
+		return false, fmt.Errorf("claim test database %s as %s: %w", from, to, err)
+	}
+	return true, nil
 }
 
 // nameTime reads the time TestDatabaseName put in a name.

@@ -83,3 +83,39 @@ func TestSweepRemovesOldDatabases(t *testing.T) {
 	}
 	inUse.Close(ctx)
 }
+
+// TestClaimTest: a clone made ahead and marked long ago is renamed for a
+// test and marked again, so the sweep counts its age from the claim; a
+// clone that is gone is reported, not an error.
+func TestClaimTest(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxFor(t)
+	prefix := "cl" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36) + "_"
+	t.Cleanup(func() { dropAll(t, prefix) })
+	ahead, mine := prefix+"pool", prefix+"test"
+	if err := f.srv.Create(ctx, ahead, ""); err != nil {
+		t.Fatal(err)
+	}
+	made, err := f.srv.mark(ctx, ahead, Marker{Kind: KindTest, Created: time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := f.srv.ClaimTest(ctx, ahead, mine); !ok || err != nil {
+		t.Fatalf("ClaimTest = %v, %v", ok, err)
+	}
+	if got, _ := f.srv.Exists(ctx, ahead); got {
+		t.Fatal("the clone made ahead is still there under its old name")
+	}
+	d, ok, err := f.srv.info(ctx, mine)
+	if err != nil || !ok {
+		t.Fatalf("claimed database: %v %v", ok, err)
+	}
+	m, ok := d.marker()
+	if !ok || m.Kind != KindTest || m.OID != made.OID || time.Since(m.Created) > time.Minute {
+		t.Fatalf("marker after the claim: %+v (ok %v), want a test marker of OID %d made now", m, ok, made.OID)
+	}
+	if ok, err := f.srv.ClaimTest(ctx, ahead, prefix+"other"); ok || err != nil {
+		t.Fatalf("ClaimTest of a database that is gone = %v, %v; want false, nil", ok, err)
+	}
+}
