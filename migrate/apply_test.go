@@ -227,6 +227,8 @@ func TestUpNothingPendingTakesNoLock(t *testing.T) {
 func TestErrorLocations(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("SELECT 1;\n", 499) + "SELECT * FROM no_such_table;\n"
+	// Over a megabyte: BEGIN goes in a round trip of its own (bigFile).
+	huge := "\uFEFF-- ünï\n" + strings.Repeat("SELECT 1;\n", 110_000) + "SELECT * FROM no_such_table;\n"
 	tests := []struct {
 		name      string
 		file      string
@@ -236,6 +238,7 @@ func TestErrorLocations(t *testing.T) {
 	}{
 		{"line 1", "SELEC 1;", 1, 1, 1, []string{"db/001_x.sql:1:1: ERROR 42601", `syntax error at or near "SELEC"`, "    1 | SELEC 1;", "      | ^"}},
 		{"deep in a long file", long, 500, 15, 500, []string{"db/001_x.sql:500:15: ERROR 42P01", `relation "no_such_table" does not exist`}},
+		{"deep in a file over a megabyte", huge, 110_002, 15, 110_001, []string{"db/001_x.sql:110002:15: ERROR 42P01", "110002 | SELECT * FROM no_such_table;"}},
 		{"after multi-byte characters", "-- ünïcödé ✓\nSELECT 'ä✓', 'é' AS \"naïve\", nope;", 2, 30, 1, []string{"db/001_x.sql:2:30: ERROR 42703", `column "nope" does not exist`}},
 		{"third statement of a no-transaction file", "-- dbinit:no-transaction\nCREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n  SELECT 'ü', missing FROM a;\n", 4, 15, 3, []string{"db/001_x.sql:4:15: ERROR 42703"}},
 		{"runtime error has no position", "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n\n   INSERT INTO a VALUES (1 / 0);", 4, 4, 3, []string{"db/001_x.sql:4:4: ERROR 22012", "division by zero"}},
@@ -268,6 +271,35 @@ func TestErrorLocations(t *testing.T) {
 				t.Errorf("result = %+v", res)
 			}
 		})
+	}
+}
+
+// TestLargeFile: a file over a megabyte (sent without BEGIN in front) is
+// applied in its transaction with its history row, and the settings it
+// leaves behind, even a tiny idle-in-transaction timeout, reach neither
+// the history row nor the next file.
+func TestLargeFile(t *testing.T) {
+	t.Parallel()
+	var big strings.Builder
+	big.WriteString("\uFEFFCREATE TABLE big (id int, pad text);\n")
+	for i := 0; big.Len() < 3<<19; i++ {
+		fmt.Fprintf(&big, "INSERT INTO big VALUES (%d, '%s');\n", i, strings.Repeat("x", 80))
+	}
+	big.WriteString("SET idle_in_transaction_session_timeout = 1;\nSET statement_timeout = 1;\n-- the end, without a newline")
+	set := load(t, map[string]string{"001_big.sql": big.String(), "002_after.sql": "SELECT pg_sleep(0.05);\nCREATE TABLE after (id int);"})
+	conn := emptydb.Conn(t, emptydb.New(t))
+	res, err := newMigrator(t, set).Up(ctx(t), conn, all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.FilesExecuted) != 2 {
+		t.Fatalf("FilesExecuted = %v", res.FilesExecuted)
+	}
+	if n := scalar[int64](t, conn, `SELECT count(*) FROM big`); n < 10_000 {
+		t.Fatalf("%d rows", n)
+	}
+	if v := scalar[int64](t, conn, `SELECT max(version) FROM dbinit.schema_migrations`); v != 2 {
+		t.Fatalf("history up to %d", v)
 	}
 }
 

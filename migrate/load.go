@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -19,6 +20,7 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/savvi-studio/dbinit/internal/sqlsplit"
 )
@@ -103,6 +105,19 @@ type Script struct {
 	LockTimeout, StatementTimeout *time.Duration
 
 	dropsPrepared bool // a statement is DISCARD or DEALLOCATE
+
+	// sendable is SQL followed by resetAfterFile, in the same memory as
+	// SQL: what a transactional file sends, without copying a large file
+	// once more to append the trailer. "" for a Script not made by Load.
+	sendable string
+}
+
+// withTrailer returns SQL followed by resetAfterFile.
+func (s *Script) withTrailer() string {
+	if s.sendable != "" {
+		return s.sendable
+	}
+	return s.SQL + resetAfterFile
 }
 
 // Statement is one statement of a script, cut where psql would cut it.
@@ -308,7 +323,7 @@ func load(fsys fs.FS, dir string, opts LoadOptions) (*Set, error) {
 	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
 		wg.Go(func() {
 			for i := range next {
-				raw, err := fs.ReadFile(fsys, jobs[i].name)
+				raw, err := readScript(fsys, jobs[i].name)
 				if err != nil {
 					parsed[i].err = err
 					continue
@@ -475,7 +490,38 @@ func (s *Set) replaced(v int64) *Migration {
 	return nil
 }
 
-// parseScript checks one file and splits it into statements.
+// readScript reads a migration file into a buffer with room after it for
+// resetAfterFile, so that a large file is held in memory once (see
+// parseScript).
+func readScript(fsys fs.FS, name string) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size := 0
+	if info, err := f.Stat(); err == nil && info.Size() < 1<<40 {
+		size = int(info.Size())
+	}
+	buf := make([]byte, 0, size+len(resetAfterFile)+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, 64<<10)
+		}
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// parseScript checks one file and splits it into statements. It takes
+// raw over: the Script's strings share its memory, so it must not change
+// afterwards.
 func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 	sum := sha256.Sum256(raw)
 	bytesSum := hex.EncodeToString(sum[:])
@@ -497,8 +543,20 @@ func parseScript(file, display string, raw []byte) (*Script, []Problem) {
 	}
 	// An empty or comment-only file is a no-op that is recorded like any
 	// other: projects keep such files to hold a version number.
-	text := strings.TrimPrefix(string(raw), "\uFEFF")
-	s.SQL = text
+	//
+	// The file's text is held once: SQL, every statement's Text and the
+	// text sent with its trailer (sendable) are strings over raw's memory,
+	// with the trailer appended in the room readScript left (a 50 MB seed
+	// file is then 50 MB, not 150, until it is sent).
+	n := len(raw)
+	buf := append(raw, resetAfterFile...)
+	whole := unsafe.String(unsafe.SliceData(buf), len(buf))
+	bom := 0
+	if strings.HasPrefix(whole, "\uFEFF") {
+		bom = len("\uFEFF")
+	}
+	text := whole[bom:n]
+	s.SQL, s.sendable = text, whole[bom:]
 
 	var problems []Problem
 	dirs, directiveProblems := directives(display, text)

@@ -200,6 +200,10 @@ const (
 	stmtDelete = "dbinit_delete"
 )
 
+// bigFile is the size from which a transactional file's BEGIN goes in a
+// round trip of its own rather than in front of the file's text.
+const bigFile = 1 << 20
+
 // beginSQL opens a file's transaction in the same round trip as the file.
 const beginSQL = "BEGIN;"
 
@@ -217,8 +221,19 @@ func (r *runner) transactional(ctx context.Context, st Step, last bool) (int, er
 	t0 := time.Now()
 	settings, n := r.m.settings(st.Script, true)
 	prefix := beginSQL + settings
-	done, err := execCounting(ctx, r.conn.PgConn(), prefix+st.Script.SQL+resetAfterFile)
-	done -= min(done, 1+n) // BEGIN and the settings are not the file's
+	var done int
+	var err error
+	if len(st.Script.SQL) < bigFile {
+		done, err = execCounting(ctx, r.conn.PgConn(), prefix+st.Script.withTrailer())
+		done -= min(done, 1+n) // BEGIN and the settings are not the file's
+	} else {
+		// A large file is not copied once more to put BEGIN in front: one
+		// round trip more, which is nothing next to the file.
+		if _, err = execCounting(ctx, r.conn.PgConn(), prefix); err == nil {
+			prefix = ""
+			done, err = execCounting(ctx, r.conn.PgConn(), st.Script.withTrailer())
+		}
+	}
 	if err == nil {
 		done-- // nor the RESET after it
 	}
