@@ -205,7 +205,9 @@ func (s *Server) openWorking(ctx context.Context, t Target, database string, res
 // result.
 func (s *Server) finishWorking(ctx context.Context, t Target, w *working, out *InitOutcome) error {
 	if w.exists && w.pending > 0 && out.State == StateUnchanged {
-		w.close(ctx) // a copy needs the database to itself
+		if t.Snapshot != SnapshotNever && t.Snapshot != "" {
+			w.close(ctx) // a copy needs the database to itself
+		}
 		if _, err := s.Snapshot(ctx, w.name, t.Snapshot, t.SnapshotKeep); err != nil {
 			return err
 		}
