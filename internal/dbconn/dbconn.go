@@ -118,7 +118,12 @@ func Connect(ctx context.Context, cc *pgx.ConnConfig, opts Options) (*pgx.Conn, 
 	lastLog := time.Now()
 	var lastErr error // the last reason an attempt gave, for the timeout error
 	var conn *pgx.Conn
-	err := retry.Do(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: time.Second, Jitter: 0.25, Timeout: opts.Timeout},
+	// Polls every 20-125 ms: a server that becomes ready is noticed within
+	// about 100 ms (compose starts dbinit with the server; the postgres
+	// image restarts once on its first start). An attempt on a server
+	// that is not listening costs nothing, one that is starting up a
+	// backend that exits at once.
+	err := retry.Do(ctx, retry.Policy{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, Jitter: 0.25, Timeout: opts.Timeout},
 		func(actx context.Context, a retry.Attempt) error {
 			c, err := connectOnce(actx, cc, opts.AcceptInitServer)
 			if err == nil {
