@@ -10,7 +10,7 @@ PKGS := ./... ./docker/... ./dbtest/dbtestcontainers/...
 PG_MAJOR ?= 17
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-.PHONY: help build release test test-short short-needs-no-server reliability bench fuzz vet clean image postgres-image postgres-dbinit-image up down
+.PHONY: help build release test test-short short-needs-no-server reliability bench bench-peers fuzz vet clean image postgres-image postgres-dbinit-image up down
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -52,6 +52,9 @@ reliability: ## kill, crash and concurrency trials on PostgreSQL 15, 17 and 18 a
 bench: ## benchmarks: dbinit vs psql, clone vs migrate (see docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 5x -timeout 60m ./bench/...
 
+bench-peers: ## dbinit vs psql -1, psql per file, goose, golang-migrate and tern at 100, 1,000 and 5,000 files: docs/peers.md and docs/peers.png (needs /usr/bin/time)
+	cd bench/peers && GOWORK=off $(GO) run . $(PEERS_FLAGS)
+
 fuzz: ## fuzz the SQL splitter for a minute
 	$(GO) test -run '^$$' -fuzz FuzzSplit -fuzztime 60s ./internal/sqlsplit
 
@@ -59,6 +62,7 @@ vet: ## go vet, gofmt, and the binary builds for Windows and macOS (what make re
 	$(GO) vet $(PKGS)
 	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/dbinit
 	CGO_ENABLED=0 GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/dbinit
+	cd bench/peers && GOWORK=off $(GO) vet .
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 image: ## the dbinit image dbinit:local, FROM scratch, from a host-built binary
