@@ -134,4 +134,3 @@ func (s *stack) logTimes(service, text string) []time.Time {
 	}
 	return ts
 }
-

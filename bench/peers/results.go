@@ -22,7 +22,7 @@ type results struct {
 	server  string
 	durable bool
 	tools   string
-	order   []string                       // runner names, first seen first
+	order   []string                         // runner names, first seen first
 	runs    map[string]map[int][]measurement // runner -> files -> runs
 	big     []bigResult
 }
