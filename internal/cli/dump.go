@@ -118,6 +118,27 @@ func (r *run) pgDumpCommand(ctx context.Context, bin, database string, args ...s
 	return cmd, cleanup, nil
 }
 
+// pgDumpOutput runs pg_dump on database with args and returns what it
+// wrote; a failure says pg_dump's reason, and an older pg_dump than the
+// server is a *config.Error (exit 2).
+func (r *run) pgDumpOutput(ctx context.Context, bin, database string, args ...string) ([]byte, error) {
+	cmd, cleanup, err := r.pgDumpCommand(ctx, bin, database, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	raw, err := cmd.Output()
+	if err != nil {
+		if e := versionMismatch(stderr.Bytes()); e != nil {
+			return nil, e
+		}
+		return nil, fmt.Errorf("pg_dump of %s failed (%v): %s", dbconn.Ident(database), err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return raw, nil
+}
+
 // versionMismatch turns pg_dump's refusal of a newer server into an error
 // that says what to install; nil for other failures.
 func versionMismatch(out []byte) error {

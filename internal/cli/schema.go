@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/savvi-studio/dbinit/internal/config"
-	"github.com/savvi-studio/dbinit/internal/dbconn"
 	"github.com/savvi-studio/dbinit/internal/provision"
 	"github.com/savvi-studio/dbinit/migrate"
 )
@@ -59,21 +58,7 @@ func (r *run) schema(ctx context.Context) ([]byte, int64, error) {
 	}
 	defer closeAll()
 	dump := func(ctx context.Context, database string) ([]byte, error) {
-		cmd, cleanup, err := r.pgDumpCommand(ctx, bin, database, "--schema-only", "--no-owner", "--exclude-schema=dbinit")
-		if err != nil {
-			return nil, err
-		}
-		defer cleanup()
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		raw, err := cmd.Output()
-		if err != nil {
-			if e := versionMismatch(stderr.Bytes()); e != nil {
-				return nil, e
-			}
-			return nil, fmt.Errorf("pg_dump of %s failed (%v): %s", dbconn.Ident(database), err, bytes.TrimSpace(stderr.Bytes()))
-		}
-		return raw, nil
+		return r.pgDumpOutput(ctx, bin, database, "--schema-only", "--no-owner", "--exclude-schema=dbinit")
 	}
 	version := target.Set.Latest()
 	var raw []byte

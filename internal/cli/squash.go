@@ -14,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/savvi-studio/dbinit/internal/config"
-	"github.com/savvi-studio/dbinit/internal/dbconn"
 	"github.com/savvi-studio/dbinit/migrate"
 )
 
@@ -75,21 +74,7 @@ func cmdSquash(fs *flag.FlagSet) func(context.Context, *run, []string) error {
 		}
 		defer closeAll()
 		dump := func(ctx context.Context, database string, extra ...string) ([]byte, error) {
-			cmd, cleanup, err := r.pgDumpCommand(ctx, bin, database, append([]string{"--no-owner", "--exclude-schema=dbinit"}, extra...)...)
-			if err != nil {
-				return nil, err
-			}
-			defer cleanup()
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			raw, err := cmd.Output()
-			if err != nil {
-				if e := versionMismatch(stderr.Bytes()); e != nil {
-					return nil, e
-				}
-				return nil, fmt.Errorf("pg_dump of %s failed (%v): %s", dbconn.Ident(database), err, bytes.TrimSpace(stderr.Bytes()))
-			}
-			return raw, nil
+			return r.pgDumpOutput(ctx, bin, database, append([]string{"--no-owner", "--exclude-schema=dbinit"}, extra...)...)
 		}
 		// The schema and rows at version N, and the schema alone to check
 		// the new file against.
