@@ -206,9 +206,11 @@ func create(t TB, o options) *database {
 	err := tp.withServer(ctx, func(s *provision.Server, _ provision.Target) error {
 		if ready != "" {
 			// A clone made ahead: renamed for this test, which makes it
-			// this test's alone. If a sweep removed it meanwhile, clone.
-			if ok, err := s.ClaimTest(ctx, ready, db.name); ok || err != nil {
-				return err
+			// this test's alone. The pool is only a cache: if the clone
+			// was swept meanwhile, or cannot be claimed, clone as without
+			// it (a clone left unclaimed goes with the sweep).
+			if ok, err := s.ClaimTest(ctx, ready, db.name); ok && err == nil {
+				return nil
 			}
 		}
 		if err := s.Clone(ctx, tp.name, db.name, provision.CloneOptions{Strategy: o.strategy}); err != nil {
