@@ -39,6 +39,8 @@ var layers = map[string]int{
 	// Modules of their own, joined by go.work.
 	"dbtest/dbtestcontainers": 5,
 	"docker":                  5,
+	// A module of its own, outside go.work: make bench-peers.
+	"bench/peers": 5,
 }
 
 // repoRoot is two levels up from this package.
@@ -116,7 +118,8 @@ func TestLayers(t *testing.T) {
 
 // TestTestHelpersStayInTests: the packages that start servers and make
 // throwaway databases for tests are imported by no production code, except
-// testserver by dbtest, whose job it is (and by emptydb, a test helper).
+// testserver by dbtest, whose job it is, by emptydb, a test helper, and by
+// bench/peers, the benchmark program that starts its own cluster.
 func TestTestHelpersStayInTests(t *testing.T) {
 	t.Parallel()
 	for pkg, deps := range imports(t, repoRoot(t)) {
@@ -124,7 +127,7 @@ func TestTestHelpersStayInTests(t *testing.T) {
 			switch {
 			case dep == "internal/emptydb":
 				t.Errorf("%s imports %s outside its tests", pkg, dep)
-			case dep == "internal/testserver" && pkg != "dbtest" && pkg != "internal/emptydb":
+			case dep == "internal/testserver" && pkg != "dbtest" && pkg != "internal/emptydb" && pkg != "bench/peers":
 				t.Errorf("%s imports %s outside its tests", pkg, dep)
 			}
 		}
