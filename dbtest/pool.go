@@ -12,9 +12,10 @@ import (
 // after the first test asks for a database and made again as tests take
 // them, so that a test gets its database by a rename instead of waiting for
 // a copy. A database is never given to two tests. 0 turns the pool off.
-// Default 4. Clones left in the pool when the test binary ends go with a
-// throwaway server, or are removed by the sweep of a later run (after an
-// hour).
+// Default 4. There is one pool per template and strategy in a test binary;
+// the first test that uses it sets its size. Clones left in the pool when
+// the test binary ends go with a throwaway server, or are removed by the
+// sweep of a later run (after an hour).
 func PoolSize(n int) Option { return func(o *options) { o.poolSize = max(n, 0) } }
 
 // defaultPoolSize is PoolSize's default.
