@@ -165,9 +165,20 @@ func (r *runner) watchBlockers(ctx context.Context, st Step) (stop func() []Bloc
 	pid := r.conn.PgConn().PID()
 	go func() {
 		defer close(done)
-		wait := min(lock/2, 250*time.Millisecond)
+		// A few looks within even a short lock timeout: on a loaded
+		// server the statement may start waiting well after the
+		// attempt began.
+		every := min(lock/4, 100*time.Millisecond)
+		wait := min(lock/4, 250*time.Millisecond)
 		for retry.Sleep(wctx, wait) == nil {
-			wait = 100 * time.Millisecond
+			wait = every
+			// The watch connection is opened with the run's context,
+			// not the attempt's: on a loaded machine opening it can
+			// take longer than a short lock timeout, and a connection
+			// abandoned with every attempt would never see a blocker.
+			if err := r.openWatch(ctx); err != nil {
+				return
+			}
 			b, err := r.blockersOf(wctx, pid)
 			if err != nil {
 				return
@@ -188,17 +199,27 @@ func (r *runner) watchBlockers(ctx context.Context, st Step) (stop func() []Bloc
 	}
 }
 
+// openWatch opens the watch connection, once per run unless it was lost,
+// within 10 s. ctx is the run's, not the attempt's: the end of an attempt
+// does not abandon it.
+func (r *runner) openWatch(ctx context.Context) error {
+	if r.watch != nil && !r.watch.IsClosed() {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cc := r.conn.Config().Copy()
+	cc.RuntimeParams["application_name"] = "dbinit (lock watch)"
+	conn, err := pgx.ConnectConfig(cctx, cc)
+	if err != nil {
+		return err
+	}
+	r.watch = conn
+	return nil
+}
+
 // blockersOf reads the sessions blocking pid, on the watch connection.
 func (r *runner) blockersOf(ctx context.Context, pid uint32) ([]Blocker, error) {
-	if r.watch == nil {
-		cc := r.conn.Config().Copy()
-		cc.RuntimeParams["application_name"] = "dbinit (lock watch)"
-		conn, err := pgx.ConnectConfig(ctx, cc)
-		if err != nil {
-			return nil, err
-		}
-		r.watch = conn
-	}
 	rows, err := r.watch.Query(ctx, `
 SELECT pid, coalesce(application_name, ''), coalesce(usename::text, ''), coalesce(state, ''),
        coalesce(xact_start, query_start, backend_start, now()), left(coalesce(query, ''), 80)
