@@ -234,11 +234,11 @@ func TestProviderAdapter(t *testing.T) {
 	RegisterProvider(nil)
 }
 
-// TestPoolHandsOutReadyClones: after the first database, the pool fills in
-// the background; the next tests get a ready clone, renamed for them, with
-// the schema and seed rows; every test's database is its own; a pooled
-// clone that was swept meanwhile is replaced by a clone; PoolSize(0) makes
-// no pool.
+// TestPoolHandsOutReadyClones: the first database makes no pool; after the
+// second, the pool fills in the background; the next tests get a ready
+// clone, renamed for them, with the schema and seed rows; every test's
+// database is its own; a pooled clone that was swept meanwhile is replaced
+// by a clone; PoolSize(0) makes no pool.
 func TestPoolHandsOutReadyClones(t *testing.T) {
 	t.Parallel()
 	emptydb.Server(t)
@@ -276,6 +276,16 @@ func TestPoolHandsOutReadyClones(t *testing.T) {
 	tp := templates.byKey["dir:"+abs]
 	templates.Unlock()
 	p := tp.poolFor(provisionStrategyDefault(), 2)
+	// One database asked for: no clones made ahead.
+	p.mu.Lock()
+	idle := !p.filling && len(p.ready) == 0
+	p.mu.Unlock()
+	if !idle {
+		t.Fatal("the pool started filling after the first database")
+	}
+	// The second one starts the pool.
+	_, r0 := newDB("TestPool/zeroth", PoolSize(2))
+	defer r0.runCleanups()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		p.mu.Lock()

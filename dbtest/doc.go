@@ -17,9 +17,9 @@
 // TEST_DATABASE_URL to a server of your own to look at it afterwards.
 //
 // A file added after the last one builds the new template from a copy of
-// the previous template, applying only the new file. After a test's first
-// database, a pool of ready clones ([PoolSize], default 4) is made in the
-// background and refilled as tests take them: a test then gets its
+// the previous template, applying only the new file. From a template's
+// second database on, a pool of ready clones ([PoolSize], default 4) is
+// made in the background and refilled as tests take them: a test then gets its
 // database by a rename instead of waiting for a copy.
 //
 // # Where the server comes from

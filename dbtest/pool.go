@@ -9,8 +9,8 @@ import (
 )
 
 // PoolSize keeps n clones of the template ready, made in the background
-// after the first test asks for a database and made again as tests take
-// them, so that a test gets its database by a rename instead of waiting for
+// once a second test asks for a database of the template and made again
+// as tests take them, so that a test gets its database by a rename instead of waiting for
 // a copy. A database is never given to two tests. 0 turns the pool off.
 // Default 4. There is one pool per template and strategy in a test binary;
 // the first test that uses it sets its size. Clones left in the pool when
@@ -28,6 +28,7 @@ type pool struct {
 	size     int
 
 	mu      sync.Mutex
+	takes   int      // databases asked for so far
 	ready   []string // names of clones nobody has taken
 	filling bool     // a goroutine is making clones
 	failed  error    // the last clone failed: stop filling, tests clone themselves
@@ -48,16 +49,19 @@ func (tp *template) poolFor(strategy string, size int) *pool {
 	return p
 }
 
-// take returns a ready clone, or "" when none is ready; either way it makes
-// sure the pool is being filled.
+// take returns a ready clone, or "" when none is ready; from the second
+// database asked for on, it makes sure the pool is being filled. A test
+// binary that makes one database of a template (a package with one
+// database test) makes no clones ahead that nobody would take.
 func (p *pool) take() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.takes++
 	var name string
 	if n := len(p.ready); n > 0 {
 		name, p.ready = p.ready[n-1], p.ready[:n-1]
 	}
-	if !p.filling && p.failed == nil && len(p.ready) < p.size {
+	if p.takes >= 2 && !p.filling && p.failed == nil && len(p.ready) < p.size {
 		p.filling = true
 		go p.fill()
 	}

@@ -165,13 +165,14 @@ func (r *runner) watchBlockers(ctx context.Context, st Step) (stop func() []Bloc
 	pid := r.conn.PgConn().PID()
 	go func() {
 		defer close(done)
-		// A few looks within even a short lock timeout: on a loaded
-		// server the statement may start waiting well after the
-		// attempt began.
-		every := min(lock/4, 100*time.Millisecond)
-		wait := min(lock/4, 250*time.Millisecond)
+		// A few looks within even a short lock timeout (on a loaded
+		// server the statement may start waiting well after the attempt
+		// began), then one every 100 ms: pg_blocking_pids takes the lock
+		// manager's locks, and a long statement under a tiny lock
+		// timeout must not have it called hundreds of times a second.
+		wait := max(min(lock/4, 250*time.Millisecond), 25*time.Millisecond)
 		for retry.Sleep(wctx, wait) == nil {
-			wait = every
+			wait = min(max(wait*2, 25*time.Millisecond), 100*time.Millisecond)
 			// The watch connection is opened with the run's context,
 			// not the attempt's: on a loaded machine opening it can
 			// take longer than a short lock timeout, and a connection

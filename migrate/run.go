@@ -228,7 +228,11 @@ func (r *runner) transactional(ctx context.Context, st Step, last bool) (int, er
 		done -= min(done, 1+n) // BEGIN and the settings are not the file's
 	} else {
 		// A large file is not copied once more to put BEGIN in front: one
-		// round trip more, which is nothing next to the file.
+		// round trip more, which is nothing next to the file. Between the
+		// two the session is idle in its transaction, and stays so while
+		// the server reads a file that may take long to arrive: no
+		// idle-in-transaction timeout of the role's may end it there.
+		prefix += "SET LOCAL idle_in_transaction_session_timeout = 0;"
 		if _, err = execCounting(ctx, r.conn.PgConn(), prefix); err == nil {
 			prefix = ""
 			done, err = execCounting(ctx, r.conn.PgConn(), st.Script.withTrailer())

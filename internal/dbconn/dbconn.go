@@ -122,7 +122,8 @@ func Connect(ctx context.Context, cc *pgx.ConnConfig, opts Options) (*pgx.Conn, 
 	// about 100 ms (compose starts dbinit with the server; the postgres
 	// image restarts once on its first start). An attempt on a server
 	// that is not listening costs nothing, one that is starting up a
-	// backend that exits at once.
+	// backend that exits at once. A server out of connection slots is
+	// tried once a second.
 	err := retry.Do(ctx, retry.Policy{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, Jitter: 0.25, Timeout: opts.Timeout},
 		func(actx context.Context, a retry.Attempt) error {
 			c, err := connectOnce(actx, cc, opts.AcceptInitServer)
@@ -158,6 +159,12 @@ func Connect(ctx context.Context, cc *pgx.ConnConfig, opts Options) (*pgx.Conn, 
 			if log != nil && (a.N == 1 || time.Since(lastLog) >= opts.LogEvery) {
 				log.Info("waiting for the server", "target", Target(cc), "reason", Reason(err), "waited_ms", a.Elapsed.Milliseconds())
 				lastLog = time.Now()
+			}
+			// No connection slots left: trying ten times a second would
+			// only take slots from the applications on a busy server.
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "53300" {
+				return retry.AgainAfter(err, time.Second)
 			}
 			return retry.Again(err)
 		})

@@ -205,8 +205,10 @@ func (s *Server) openWorking(ctx context.Context, t Target, database string, res
 // result.
 func (s *Server) finishWorking(ctx context.Context, t Target, w *working, out *InitOutcome) error {
 	if w.exists && w.pending > 0 && out.State == StateUnchanged {
-		if t.Snapshot != SnapshotNever && t.Snapshot != "" {
-			w.close(ctx) // a copy needs the database to itself
+		if (t.Snapshot != SnapshotNever && t.Snapshot != "") || t.Dump != nil {
+			// A copy needs the database to itself; a dump may take long
+			// enough for an idle connection to be cut: a new one after.
+			w.close(ctx)
 		}
 		if _, err := s.Snapshot(ctx, w.name, t.Snapshot, t.SnapshotKeep); err != nil {
 			return err

@@ -44,8 +44,12 @@ type Attempt struct {
 	Deadline time.Time     // zero without a Timeout
 }
 
-// again marks an error as passing.
-type again struct{ err error }
+// again marks an error as passing; after, when set, is the least wait
+// before the next attempt.
+type again struct {
+	err   error
+	after time.Duration
+}
 
 func (a *again) Error() string { return a.err.Error() }
 func (a *again) Unwrap() error { return a.err }
@@ -56,7 +60,17 @@ func Again(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &again{err}
+	return &again{err: err}
+}
+
+// AgainAfter is Again, asking for at least d before the next attempt
+// (a condition that polling fast would only make worse, such as a server
+// with no connection slots left). The policy's deadline still applies.
+func AgainAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &again{err: err, after: d}
 }
 
 // ExhaustedError says the policy ran out while the condition persisted.
@@ -107,9 +121,9 @@ func Do(ctx context.Context, p Policy, op func(ctx context.Context, a Attempt) e
 		if (p.Attempts > 0 && n >= p.Attempts) || (!deadline.IsZero() && !now.Before(deadline)) {
 			return &ExhaustedError{Attempts: n, Elapsed: now.Sub(start), Last: a.err}
 		}
-		sleep := wait
+		sleep := max(wait, a.after)
 		if p.Jitter > 0 {
-			sleep += rand.N(time.Duration(float64(wait)*p.Jitter) + 1)
+			sleep += rand.N(time.Duration(float64(sleep)*p.Jitter) + 1)
 		}
 		if !deadline.IsZero() {
 			sleep = min(sleep, time.Until(deadline))

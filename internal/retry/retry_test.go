@@ -115,3 +115,28 @@ func TestAgainNil(t *testing.T) {
 		t.Fatal("Again(nil) must be nil")
 	}
 }
+
+// TestAgainAfterWaitsAtLeast: an operation can ask for a longer wait than
+// the policy's next one; the deadline still wins.
+func TestAgainAfterWaitsAtLeast(t *testing.T) {
+	t.Parallel()
+	var at []time.Duration
+	_ = Do(context.Background(), Policy{Initial: 5 * time.Millisecond, Max: 5 * time.Millisecond, Attempts: 3}, func(_ context.Context, a Attempt) error {
+		at = append(at, a.Elapsed)
+		return AgainAfter(errBusy, 60*time.Millisecond)
+	})
+	if len(at) != 3 || at[1]-at[0] < 60*time.Millisecond || at[2]-at[1] < 60*time.Millisecond {
+		t.Fatalf("attempts at %v, want at least 60ms apart", at)
+	}
+	start := time.Now()
+	err := Do(context.Background(), Policy{Initial: time.Millisecond, Timeout: 50 * time.Millisecond}, func(context.Context, Attempt) error {
+		return AgainAfter(errBusy, time.Hour)
+	})
+	var ex *ExhaustedError
+	if !errors.As(err, &ex) || time.Since(start) > 2*time.Second {
+		t.Fatalf("err = %v after %s, want exhausted at the 50ms deadline", err, time.Since(start))
+	}
+	if AgainAfter(nil, time.Second) != nil {
+		t.Fatal("AgainAfter(nil) must be nil")
+	}
+}
